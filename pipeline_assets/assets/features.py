@@ -1,0 +1,121 @@
+"""Feature and label tables per (day, symbol); lookback and look-forward read explicit ranges."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+
+from pipeline_assets.assets._common import frame_metadata, stats_metadata
+from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
+from pipeline_assets.features.ohlcv_features import FEATURE_COLUMNS, FEATURE_SET_ID, LOOKBACK_HOURS
+from pipeline_assets.features.ohlcv_features import compute_ohlcv_features
+from pipeline_assets.features.sentiment import LOOKBACK_HOURS as SENTIMENT_LOOKBACK_HOURS
+from pipeline_assets.features.sentiment import compute_sentiment_features
+from pipeline_assets.ml.labels import HORIZON_HOURS, LABEL_SET_ID, compute_labels
+from pipeline_assets.partitions import daily_symbol_partitions, day_window, same_symbol_days, split_key
+from pipeline_assets.resources import WarehouseResource
+from pipeline_assets.store.frames import upsert_frame
+from pipeline_assets.store.warehouse import read_headlines, read_ohlcv
+
+OHLCV_LOOKBACK_DAYS = math.ceil(LOOKBACK_HOURS / 24)
+SENTIMENT_LOOKBACK_DAYS = math.ceil(SENTIMENT_LOOKBACK_HOURS / 24)
+LABEL_LOOKFORWARD_DAYS = math.ceil(HORIZON_HOURS / 24)
+
+
+@asset(
+    partitions_def=daily_symbol_partitions,
+    group_name="features",
+    kinds={"postgres", "numba"},
+    deps=[AssetDep(raw_ohlcv, partition_mapping=same_symbol_days(start_offset=-OHLCV_LOOKBACK_DAYS))],
+    metadata={"feature_set_id": FEATURE_SET_ID, "lookback_hours": LOOKBACK_HOURS},
+)
+def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource):
+    """Technical indicators (numba) for each bar of the day; each uses only bars opening at or
+    before its own time. Bars earlier in the store than the lookback are not read."""
+    date_key, symbol = split_key(context.partition_key)
+    start, end = day_window(date_key)
+    with warehouse.transaction() as conn:
+        bars = read_ohlcv(conn, [symbol], start - timedelta(hours=LOOKBACK_HOURS), end)
+    in_day = bars["ts"] >= start
+    if not in_day.any():
+        raise Failure(f"ml_features_ohlcv {symbol} {date_key}: no raw_ohlcv bars for the day; materialise raw_ohlcv")
+    warmup_available = int((~in_day).sum())
+    features = compute_ohlcv_features(bars.drop(columns=["symbol"]).reset_index(drop=True))
+    features = features[features["ts"] >= start].reset_index(drop=True)
+    features.insert(0, "symbol", symbol)
+    features.insert(2, "feature_set_id", FEATURE_SET_ID)
+    incomplete = int(features[list(FEATURE_COLUMNS)].isna().any(axis=1).sum())
+    with warehouse.transaction() as conn:
+        stats = upsert_frame(conn, "ml_features_ohlcv", features, ["symbol", "ts"])
+    if incomplete:
+        context.log.info(f"{symbol} {date_key}: {incomplete} rows in warm-up (only {warmup_available} prior bars)")
+    return MaterializeResult(
+        metadata={
+            **frame_metadata(features),
+            **stats_metadata(stats),
+            "feature_set_id": FEATURE_SET_ID,
+            "lookback_bars_available": MetadataValue.int(warmup_available),
+            "rows_in_warmup": MetadataValue.int(incomplete),
+        }
+    )
+
+
+@asset(
+    partitions_def=daily_symbol_partitions,
+    group_name="features",
+    kinds={"postgres"},
+    deps=[AssetDep(raw_sentiment, partition_mapping=same_symbol_days(start_offset=-SENTIMENT_LOOKBACK_DAYS))],
+)
+def ml_features_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource):
+    """Hourly rolling headline sentiment per symbol, as known when each bar closes."""
+    date_key, symbol = split_key(context.partition_key)
+    start, end = day_window(date_key)
+    with warehouse.transaction() as conn:
+        headlines = read_headlines(
+            conn, [symbol], start - timedelta(hours=SENTIMENT_LOOKBACK_HOURS), end + timedelta(hours=1)
+        )
+    if not ((headlines["published_at"] >= start) & (headlines["published_at"] < end)).any():
+        raise Failure(
+            f"ml_features_sentiment {symbol} {date_key}: no headlines stored for the day; materialise raw_sentiment"
+        )
+    features = compute_sentiment_features(headlines, start, end)
+    features.insert(0, "symbol", symbol)
+    with warehouse.transaction() as conn:
+        stats = upsert_frame(conn, "ml_features_sentiment", features, ["symbol", "ts"])
+    return MaterializeResult(metadata={**frame_metadata(features), **stats_metadata(stats)})
+
+
+@asset(
+    partitions_def=daily_symbol_partitions,
+    group_name="labels",
+    kinds={"postgres"},
+    deps=[AssetDep(raw_ohlcv, partition_mapping=same_symbol_days(end_offset=LABEL_LOOKFORWARD_DAYS))],
+    metadata={"label_set_id": LABEL_SET_ID, "horizon_hours": HORIZON_HOURS},
+)
+def ml_labels(context: AssetExecutionContext, warehouse: WarehouseResource):
+    """Forward-return direction labels for bars opening during the day. A label is written only
+    once its forward bar exists (matured); the rest are counted and filled by a later run."""
+    date_key, symbol = split_key(context.partition_key)
+    start, end = day_window(date_key)
+    with warehouse.transaction() as conn:
+        bars = read_ohlcv(conn, [symbol], start, end + timedelta(hours=HORIZON_HOURS))
+    if not (bars["ts"] < end).any():
+        raise Failure(f"ml_labels {symbol} {date_key}: no raw_ohlcv bars for the day; materialise raw_ohlcv")
+    labels, unmatured = compute_labels(bars, start, end)
+    labels.insert(0, "symbol", symbol)
+    with warehouse.transaction() as conn:
+        stats = upsert_frame(conn, "ml_labels", labels, ["symbol", "ts"])
+    counts = labels["direction"].value_counts().to_dict()
+    return MaterializeResult(
+        metadata={
+            **frame_metadata(labels),
+            **stats_metadata(stats),
+            # The online-update sensor reads this: rows that are new or changed in this run.
+            "new_or_changed_rows": MetadataValue.int(stats.inserted + stats.updated),
+            "unmatured_rows": MetadataValue.int(unmatured),
+            "class_counts": MetadataValue.json({"SELL": int(counts.get(0, 0)), "HOLD": int(counts.get(1, 0)),
+                                                "BUY": int(counts.get(2, 0))}),
+        }
+    )

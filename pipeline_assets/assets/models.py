@@ -1,0 +1,193 @@
+"""Models: the XGBoost direction model (retrained on schedule) and the River online model
+(updated by a sensor as labelled rows land). Each materialisation registers a new version."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from pipeline_assets.assets._common import utc_now
+from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
+from pipeline_assets.ml import direction_xgb, online_river
+from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS, MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
+from pipeline_assets.ml.labels import LABEL_SET_ID
+from pipeline_assets.partitions import SYMBOLS
+from pipeline_assets.resources import WarehouseResource
+from pipeline_assets.store import models as registry
+from pipeline_assets.store.frames import upsert_frame
+from pipeline_assets.store.warehouse import read_labelled_model_inputs, read_unlearned_rows
+
+
+class TrainingConfig(Config):
+    train_end: str | None = Field(
+        default=None,
+        description="ISO-8601 UTC cut-off: only labels matured by then are used. Default: now.",
+    )
+    train_days: int = Field(default=90, ge=2, description="Days of bars before train_end to train on.")
+    min_rows: int = Field(default=300, ge=50, description="Refuse to train on fewer complete labelled rows.")
+
+
+def _parse_utc(value: str) -> datetime:
+    try:
+        parsed = pd.Timestamp(value)
+    except ValueError as exc:
+        raise Failure(f"train_end={value!r} is not an ISO-8601 timestamp") from exc
+    if parsed.tzinfo is None:
+        raise Failure(f"train_end={value!r} has no UTC offset; write e.g. 2024-03-01T00:00:00Z")
+    return parsed.tz_convert("UTC").to_pydatetime()
+
+
+@asset(
+    group_name="models",
+    kinds={"xgboost", "postgres"},
+    deps=[ml_features_ohlcv, ml_features_sentiment, ml_labels],
+)
+def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource):
+    """Train a SELL/HOLD/BUY classifier on matured labels, register it in ml_models_metadata
+    (artifact bytes + sha256) and promote it if it beats the champion on held-out rows."""
+    train_end = _parse_utc(config.train_end) if config.train_end else utc_now()
+    train_start = train_end - timedelta(days=config.train_days)
+    params = direction_xgb.XgbTrainingParams(min_rows=config.min_rows)
+    with warehouse.transaction() as conn:
+        frame = read_labelled_model_inputs(conn, SYMBOLS, train_start, train_end, matured_by=train_end)
+    try:
+        complete, incomplete = split_complete_rows(frame)
+        trained = direction_xgb.train_direction_model(complete, params)
+    except (DatasetError, direction_xgb.TrainingError) as exc:
+        raise Failure(f"direction_model_xgboost: {exc} (window {train_start.isoformat()} .. {train_end.isoformat()})") from exc
+
+    with warehouse.transaction() as conn:
+        candidate = registry.register_model(
+            conn,
+            model_name=direction_xgb.MODEL_NAME,
+            artifact=trained.artifact,
+            format=direction_xgb.ARTIFACT_FORMAT,
+            feature_set_id=MODEL_FEATURE_SET_ID,
+            label_set_id=LABEL_SET_ID,
+            model_version_hash=params.version_hash(),
+            params={**asdict(params), "feature_columns": list(MODEL_FEATURE_COLUMNS), "symbols": list(SYMBOLS)},
+            metrics=trained.metrics,
+            train_start=trained.train_start,
+            train_end=trained.train_end,
+            labels_matured_until=trained.labels_matured_until,
+        )
+        current = registry.champion(conn, direction_xgb.MODEL_NAME)
+        champion_loss, compared_rows = None, 0
+        if current is not None:
+            # Score the champion only on test rows it cannot have trained on.
+            unseen = trained.test[trained.test["ts"] > pd.Timestamp(current.labels_matured_until)]
+            compared_rows = len(unseen)
+            if current.feature_set_id == MODEL_FEATURE_SET_ID and compared_rows >= 50:
+                _, artifact = registry.load_artifact(conn, current.model_id)
+                champion_model = direction_xgb.deserialize(artifact)
+                champion_loss = direction_xgb.evaluate(champion_model, unseen)["log_loss"]
+                candidate_loss = direction_xgb.evaluate(trained.model, unseen)["log_loss"]
+                promote = direction_xgb.should_promote(candidate_loss, champion_loss)
+            else:
+                # Another feature set cannot be compared, and too few unseen rows say nothing:
+                # a newer feature set wins; otherwise the champion stays.
+                promote = current.feature_set_id != MODEL_FEATURE_SET_ID
+        else:
+            promote = True
+        if promote:
+            candidate = registry.promote_model(conn, candidate.model_id)
+
+    test = trained.metrics["test"]
+    importance = sorted(
+        zip(MODEL_FEATURE_COLUMNS, trained.model.feature_importances_.tolist(), strict=True),
+        key=lambda kv: -kv[1],
+    )
+    return MaterializeResult(
+        metadata={
+            "model_id": MetadataValue.int(candidate.model_id),
+            "version": MetadataValue.int(candidate.version),
+            "status": MetadataValue.text(candidate.status),
+            "artifact_sha256": MetadataValue.text(candidate.artifact_sha256),
+            "training_rows": MetadataValue.int(len(complete)),
+            "rows_without_complete_features": MetadataValue.int(len(incomplete)),
+            "labels_matured_until": MetadataValue.text(trained.labels_matured_until.isoformat()),
+            "test_accuracy": MetadataValue.float(test["accuracy"]),
+            "test_balanced_accuracy": MetadataValue.float(test["balanced_accuracy"]),
+            "test_log_loss": MetadataValue.float(test["log_loss"]),
+            "test_majority_class_accuracy": MetadataValue.float(test["majority_class_accuracy"]),
+            "champion_log_loss_on_unseen_test": MetadataValue.float(champion_loss)
+            if champion_loss is not None else MetadataValue.text("n/a"),
+            "champion_comparison_rows": MetadataValue.int(compared_rows),
+            "feature_importance": MetadataValue.md(
+                pd.DataFrame(importance, columns=["feature", "gain_share"]).to_markdown(index=False, floatfmt=".4f")
+            ),
+        }
+    )
+
+
+ONLINE_BATCH_LIMIT = 200_000
+
+
+@asset(group_name="models", kinds={"river", "postgres"}, deps=[ml_labels, ml_features_ohlcv, ml_features_sentiment])
+def online_model_river(context: AssetExecutionContext, warehouse: WarehouseResource):
+    """Learn every matured labelled row not learned before, oldest first, and register the new
+    state as the online model's champion version. Rows still missing features wait for a later run."""
+    with warehouse.transaction() as conn:
+        previous = registry.champion(conn, online_river.MODEL_NAME)
+        if previous is not None:
+            _, artifact = registry.load_artifact(conn, previous.model_id)
+            state = online_river.deserialize(artifact)
+        else:
+            state = online_river.OnlineState()
+        rows = read_unlearned_rows(conn, online_river.MODEL_NAME, ONLINE_BATCH_LIMIT)
+    if rows.empty:
+        return MaterializeResult(metadata={"new_rows_learned": 0, "model_id": previous.model_id if previous else 0})
+    try:
+        learnable, waiting = split_complete_rows(rows)
+    except DatasetError as exc:
+        raise Failure(f"online_model_river: {exc}") from exc
+    if learnable.empty:
+        return MaterializeResult(metadata={"new_rows_learned": 0, "rows_waiting_for_features": len(waiting)})
+    batch = online_river.learn_rows(state, learnable)
+    matured_until = learnable["matured_at"].max().to_pydatetime()
+    if previous is not None:
+        matured_until = max(matured_until, previous.labels_matured_until)
+    with warehouse.transaction() as conn:
+        record = registry.register_model(
+            conn,
+            model_name=online_river.MODEL_NAME,
+            artifact=online_river.serialize(state),
+            format=online_river.ARTIFACT_FORMAT,
+            feature_set_id=MODEL_FEATURE_SET_ID,
+            label_set_id=LABEL_SET_ID,
+            model_version_hash=online_river.ONLINE_VERSION_HASH,
+            params={**online_river.ONLINE_PARAMS, "feature_columns": list(MODEL_FEATURE_COLUMNS)},
+            metrics={**state.summary(), **batch},
+            train_start=previous.train_start if previous else learnable["ts"].min().to_pydatetime(),
+            train_end=max(learnable["ts"].max().to_pydatetime(), previous.train_end) if previous
+            else learnable["ts"].max().to_pydatetime(),
+            labels_matured_until=matured_until,
+        )
+        record = registry.promote_model(conn, record.model_id)
+        learned = learnable[["symbol", "ts"]].assign(model_name=online_river.MODEL_NAME, model_id=record.model_id)
+        upsert_frame(conn, "online_model_learned_rows", learned, ["model_name", "symbol", "ts"])
+    summary = state.summary()
+    return MaterializeResult(
+        metadata={
+            "model_id": MetadataValue.int(record.model_id),
+            "version": MetadataValue.int(record.version),
+            "new_rows_learned": MetadataValue.int(len(learnable)),
+            "rows_waiting_for_features": MetadataValue.int(len(waiting)),
+            "rows_learned_total": MetadataValue.int(summary["rows_learned"]),
+            "batch_prequential_accuracy": MetadataValue.float(float(batch["batch_accuracy"])),
+            "prequential_accuracy": MetadataValue.float(float(summary["prequential_accuracy"] or np.nan)),
+            "labels_matured_until": MetadataValue.text(matured_until.isoformat()),
+        }
+    )

@@ -1,0 +1,52 @@
+"""Hourly ingestion and inference, daily retraining."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dagster import RunRequest, ScheduleEvaluationContext, schedule
+
+from pipeline_assets.automation.jobs import inference_job, ingestion_job, retrain_job
+from pipeline_assets.ml.labels import HORIZON_HOURS
+from pipeline_assets.partitions import SYMBOLS, daily_symbol_key
+
+# In the first hours of a day, yesterday is re-run too: its last bars close after midnight
+# and its last labels mature HORIZON_HOURS + 1 hours into today.
+CATCH_UP_HOURS = HORIZON_HOURS + 2
+
+
+def _days_to_refresh(context: ScheduleEvaluationContext) -> list[str]:
+    now = context.scheduled_execution_time
+    today = now.strftime("%Y-%m-%d")
+    if now.hour < CATCH_UP_HOURS:
+        return [(now - timedelta(days=1)).strftime("%Y-%m-%d"), today]
+    return [today]
+
+
+@schedule(cron_schedule="5 * * * *", job=ingestion_job, execution_timezone="UTC")
+def hourly_ingestion_schedule(context: ScheduleEvaluationContext):
+    """Every hour, five minutes past: re-ingest today's partition of every symbol (idempotent
+    upserts pick up the bars that closed since the last run)."""
+    stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H")
+    for day in _days_to_refresh(context):
+        for symbol in SYMBOLS:
+            key = daily_symbol_key(day, symbol)
+            yield RunRequest(run_key=f"ingest|{key}|{stamp}", partition_key=key)
+
+
+@schedule(cron_schedule="20 * * * *", job=inference_job, execution_timezone="UTC")
+def hourly_inference_schedule(context: ScheduleEvaluationContext):
+    """Every hour, after ingestion: predictions, signals and dashboard rows for today."""
+    stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H")
+    for day in _days_to_refresh(context):
+        yield RunRequest(run_key=f"infer|{day}|{stamp}", partition_key=day)
+
+
+@schedule(cron_schedule="30 0 * * *", job=retrain_job, execution_timezone="UTC")
+def daily_retrain_schedule(context: ScheduleEvaluationContext):
+    """Daily retrain on everything matured by the scheduled time."""
+    when = context.scheduled_execution_time
+    return RunRequest(
+        run_key=f"retrain|{when.strftime('%Y-%m-%d')}",
+        run_config={"ops": {"direction_model_xgboost": {"config": {"train_end": when.isoformat()}}}},
+    )

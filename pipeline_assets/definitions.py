@@ -1,0 +1,54 @@
+"""The code location: every asset, job, schedule, sensor and resource."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, EnvVar
+
+from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
+from pipeline_assets.assets.inference import dashboard_data, ml_predictions, trading_signals
+from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
+from pipeline_assets.assets.models import direction_model_xgboost, online_model_river
+from pipeline_assets.automation.jobs import inference_job, ingestion_job, online_update_job, retrain_job
+from pipeline_assets.automation.schedules import (
+    daily_retrain_schedule,
+    hourly_inference_schedule,
+    hourly_ingestion_schedule,
+)
+from pipeline_assets.automation.sensors import labelled_rows_sensor
+from pipeline_assets.resources import MarketDataResource, WarehouseResource
+
+ASSETS = [
+    raw_ohlcv,
+    raw_sentiment,
+    ml_features_ohlcv,
+    ml_features_sentiment,
+    ml_labels,
+    direction_model_xgboost,
+    online_model_river,
+    ml_predictions,
+    trading_signals,
+    dashboard_data,
+]
+
+
+def market_resource_from_env() -> MarketDataResource:
+    csv_directory = os.environ.get("PIPELINE_CSV_DIR")
+    return MarketDataResource(
+        ohlcv_source="csv" if csv_directory else "synthetic",
+        csv_directory=csv_directory,
+        synthetic_seed=int(os.environ.get("PIPELINE_SYNTHETIC_SEED", "7")),
+    )
+
+
+defs = Definitions(
+    assets=ASSETS,
+    jobs=[ingestion_job, inference_job, retrain_job, online_update_job],
+    schedules=[hourly_ingestion_schedule, hourly_inference_schedule, daily_retrain_schedule],
+    sensors=[labelled_rows_sensor],
+    resources={
+        "warehouse": WarehouseResource(database_url=EnvVar("PIPELINE_DATABASE_URL")),
+        "market": market_resource_from_env(),
+    },
+)

@@ -1,0 +1,64 @@
+"""Dagster resources: the warehouse connection and the market data sources."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from pipeline_assets.sources.base import HeadlineSource, OhlcvSource
+from pipeline_assets.sources.csv_dir import CsvDirectorySource
+from pipeline_assets.sources.synthetic import SyntheticMarket
+from pipeline_assets.store.db import connect, normalise_database_url
+from pipeline_assets.store.migrate import MigrationReport, migrate
+
+_migrated: dict[str, MigrationReport] = {}
+
+
+class WarehouseResource(ConfigurableResource):
+    """PostgreSQL warehouse. Migrations run once per process on first use (idempotent, locked)."""
+
+    database_url: str
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        url = normalise_database_url(self.database_url)
+        if url not in _migrated:
+            _migrated[url] = migrate(url)
+
+    @property
+    def migration_report(self) -> MigrationReport:
+        return _migrated[normalise_database_url(self.database_url)]
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """One transaction: a partition is written entirely or not at all."""
+        with connect(self.database_url) as conn, conn.transaction():
+            yield conn
+
+
+class MarketDataResource(ConfigurableResource):
+    """Where bars and headlines come from: the deterministic synthetic market or a CSV directory."""
+
+    ohlcv_source: Literal["synthetic", "csv"] = "synthetic"
+    csv_directory: str | None = None
+    synthetic_seed: int = 7
+
+    _market: SyntheticMarket = PrivateAttr()
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._market = SyntheticMarket(seed=self.synthetic_seed)
+        if self.ohlcv_source == "csv" and not self.csv_directory:
+            raise ValueError("MarketDataResource: ohlcv_source='csv' needs csv_directory")
+
+    def ohlcv(self) -> OhlcvSource:
+        if self.ohlcv_source == "csv":
+            return CsvDirectorySource(Path(self.csv_directory))
+        return self._market
+
+    def headlines(self) -> HeadlineSource:
+        return self._market

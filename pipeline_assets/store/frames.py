@@ -1,0 +1,177 @@
+"""DataFrame <-> PostgreSQL: bulk upsert through COPY + staging, and reads into frames."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class DuplicateKeyError(StoreError):
+    """The frame to upsert holds the same primary key more than once."""
+
+
+@dataclass(frozen=True)
+class UpsertStats:
+    staged: int
+    inserted: int
+    updated: int
+
+    @property
+    def unchanged(self) -> int:
+        return self.staged - self.inserted - self.updated
+
+    def as_metadata(self) -> dict[str, int]:
+        return {
+            "rows_staged": self.staged,
+            "rows_inserted": self.inserted,
+            "rows_updated": self.updated,
+            "rows_unchanged": self.unchanged,
+        }
+
+
+def _column_types(conn: psycopg.Connection, table: str) -> dict[str, str]:
+    rows = conn.execute(
+        """
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+        FROM pg_attribute a
+        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+        """,
+        (table,),
+    ).fetchall()
+    if not rows:
+        raise StoreError(f"table {table} has no columns or does not exist")
+    return dict(rows)
+
+
+def _python_column(series: pd.Series) -> list:
+    """Native Python values for COPY: NaN/NaT become NULL, numpy scalars become Python ones."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        if series.dt.tz is None:
+            raise StoreError(f"column {series.name!r} holds naive timestamps; the warehouse stores UTC only")
+        return [None if pd.isna(v) else v.to_pydatetime() for v in series]
+    if pd.api.types.is_float_dtype(series.dtype):
+        return [None if math.isnan(v) else float(v) for v in series.to_numpy(dtype=np.float64)]
+    if pd.api.types.is_integer_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+        return [None if pd.isna(v) else (bool(v) if isinstance(v, (bool, np.bool_)) else int(v)) for v in series]
+    out = []
+    for v in series.tolist():
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
+            out.append(None)
+        elif isinstance(v, pd.Timestamp):
+            out.append(v.to_pydatetime())
+        else:
+            out.append(v)
+    return out
+
+
+def upsert_frame(
+    conn: psycopg.Connection,
+    table: str,
+    frame: pd.DataFrame,
+    key_columns: Sequence[str],
+) -> UpsertStats:
+    """COPY ``frame`` into a staging table, then INSERT ... ON CONFLICT DO UPDATE.
+
+    Rows whose non-key values are unchanged are left alone (so timestamps such as
+    ``labelled_at`` only move when the data does). Runs inside the caller's transaction.
+    """
+    if frame.empty:
+        return UpsertStats(0, 0, 0)
+    types = _column_types(conn, table)
+    columns = list(frame.columns)
+    unknown = [c for c in columns if c not in types]
+    if unknown:
+        raise StoreError(f"{table} has no column(s) {unknown}")
+    missing_keys = [k for k in key_columns if k not in columns]
+    if missing_keys:
+        raise StoreError(f"frame for {table} lacks key column(s) {missing_keys}")
+    duplicated = frame.duplicated(subset=list(key_columns), keep=False)
+    if duplicated.any():
+        first = frame.loc[duplicated, list(key_columns)].iloc[0].to_dict()
+        raise DuplicateKeyError(f"{table}: {int(duplicated.sum())} rows share a primary key, first {first}")
+
+    staging = f"_stage_{table}"
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+            sql.Identifier(staging), sql.Identifier(table)
+        )
+    )
+    conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(staging)))
+    col_ids = sql.SQL(", ").join(map(sql.Identifier, columns))
+    values = [_python_column(frame[c]) for c in columns]
+    with conn.cursor() as cur:
+        copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(staging), col_ids)
+        with cur.copy(copy_stmt) as copy:
+            copy.set_types([types[c] for c in columns])
+            for row in zip(*values, strict=True):
+                copy.write_row(row)
+
+    value_columns = [c for c in columns if c not in key_columns]
+    keys = sql.SQL(", ").join(map(sql.Identifier, key_columns))
+    if value_columns:
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in value_columns
+        )
+        target_values = sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(table), sql.Identifier(c)) for c in value_columns
+        )
+        excluded_values = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in value_columns)
+        conflict = sql.SQL("DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})").format(
+            assignments, target_values, excluded_values
+        )
+    else:
+        conflict = sql.SQL("DO NOTHING")
+    statement = sql.SQL(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT ({keys}) {conflict} "
+        "RETURNING (xmax = 0) AS inserted"
+    ).format(
+        table=sql.Identifier(table),
+        cols=col_ids,
+        staging=sql.Identifier(staging),
+        keys=keys,
+        conflict=conflict,
+    )
+    flags = [row[0] for row in conn.execute(statement).fetchall()]
+    inserted = sum(1 for f in flags if f)
+    return UpsertStats(staged=len(frame), inserted=inserted, updated=len(flags) - inserted)
+
+
+_TIMESTAMPTZ_OID = 1184
+_FLOAT_OIDS = {700, 701, 1700}
+_INT_OIDS = {20, 21, 23}
+
+
+def read_frame(
+    conn: psycopg.Connection, query: str | sql.Composable, params: Sequence | dict | None = None
+) -> pd.DataFrame:
+    """Run a query and return a DataFrame with dtypes from the result's column types.
+
+    timestamptz -> datetime64 UTC, float/numeric -> float64 (NULL -> NaN), integers -> int64
+    (nullable Int64 when NULLs occur).
+    """
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        description = cur.description or []
+        rows = cur.fetchall()
+    columns = {}
+    for index, column in enumerate(description):
+        values = [row[index] for row in rows]
+        if column.type_code == _TIMESTAMPTZ_OID:
+            columns[column.name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+        elif column.type_code in _FLOAT_OIDS:
+            columns[column.name] = pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")
+        elif column.type_code in _INT_OIDS:
+            dtype = "Int64" if any(v is None for v in values) else "int64"
+            columns[column.name] = pd.Series(values, dtype=dtype)
+        else:
+            columns[column.name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(columns)

@@ -1,0 +1,187 @@
+"""Model registry: models are rows with artifact bytes, sha256, lineage, metrics and status."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from pipeline_assets.store.frames import StoreError
+
+
+class ArtifactIntegrityError(StoreError):
+    """The stored artifact bytes do not match their recorded sha256."""
+
+
+class ModelNotFoundError(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    model_id: int
+    model_name: str
+    version: int
+    format: str
+    artifact_sha256: str
+    feature_set_id: str
+    label_set_id: str
+    model_version_hash: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    train_start: datetime | None
+    train_end: datetime | None
+    labels_matured_until: datetime
+    status: str
+    created_at: datetime
+    promoted_at: datetime | None
+
+
+_RECORD_COLUMNS = (
+    "model_id, model_name, version, format, artifact_sha256, feature_set_id, label_set_id, "
+    "model_version_hash, params, metrics, train_start, train_end, labels_matured_until, status, "
+    "created_at, promoted_at"
+)
+
+
+def sha256_hex(artifact: bytes) -> str:
+    return hashlib.sha256(artifact).hexdigest()
+
+
+def register_model(
+    conn: psycopg.Connection,
+    *,
+    model_name: str,
+    artifact: bytes,
+    format: str,
+    feature_set_id: str,
+    label_set_id: str,
+    model_version_hash: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    train_start: datetime | None,
+    train_end: datetime | None,
+    labels_matured_until: datetime,
+    status: str = "candidate",
+) -> ModelRecord:
+    """Insert a new version (max + 1 per model name) inside the caller's transaction."""
+    if not artifact:
+        raise StoreError(f"refusing to register {model_name} with an empty artifact")
+    if status == "champion":
+        raise StoreError("register as candidate, then promote_model(), so the old champion is retired")
+    # Versions are allocated under a per-model-name lock so concurrent runs don't collide.
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"model:{model_name}",))
+    (version,) = conn.execute(
+        "SELECT coalesce(max(version), 0) + 1 FROM ml_models_metadata WHERE model_name = %s", (model_name,)
+    ).fetchone()
+    (model_id,) = conn.execute(
+        """
+        INSERT INTO ml_models_metadata (model_name, version, format, artifact, artifact_sha256,
+            feature_set_id, label_set_id, model_version_hash, params, metrics, train_start, train_end,
+            labels_matured_until, status)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)
+        RETURNING model_id
+        """,
+        (
+            model_name, version, format, artifact, sha256_hex(artifact), feature_set_id, label_set_id,
+            model_version_hash, json.dumps(params, sort_keys=True), json.dumps(metrics, sort_keys=True),
+            train_start, train_end, labels_matured_until, status,
+        ),
+    ).fetchone()
+    return get_model(conn, model_id)
+
+
+def promote_model(conn: psycopg.Connection, model_id: int) -> ModelRecord:
+    """Make ``model_id`` the champion of its name; the previous champion is retired."""
+    record = get_model(conn, model_id)
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"model:{record.model_name}",))
+    conn.execute(
+        "UPDATE ml_models_metadata SET status = 'retired' "
+        "WHERE model_name = %s AND status = 'champion' AND model_id <> %s",
+        (record.model_name, model_id),
+    )
+    conn.execute(
+        "UPDATE ml_models_metadata SET status = 'champion', promoted_at = coalesce(promoted_at, now()) "
+        "WHERE model_id = %s",
+        (model_id,),
+    )
+    return get_model(conn, model_id)
+
+
+def _record(row: tuple) -> ModelRecord:
+    return ModelRecord(*row)
+
+
+def get_model(conn: psycopg.Connection, model_id: int) -> ModelRecord:
+    row = conn.execute(
+        f"SELECT {_RECORD_COLUMNS} FROM ml_models_metadata WHERE model_id = %s", (model_id,)
+    ).fetchone()
+    if row is None:
+        raise ModelNotFoundError(f"no model with model_id={model_id}")
+    return _record(row)
+
+
+def champion(conn: psycopg.Connection, model_name: str) -> ModelRecord | None:
+    row = conn.execute(
+        f"SELECT {_RECORD_COLUMNS} FROM ml_models_metadata WHERE model_name = %s AND status = 'champion'",
+        (model_name,),
+    ).fetchone()
+    return _record(row) if row else None
+
+
+def latest_model(conn: psycopg.Connection, model_name: str) -> ModelRecord | None:
+    row = conn.execute(
+        f"SELECT {_RECORD_COLUMNS} FROM ml_models_metadata WHERE model_name = %s "
+        "ORDER BY version DESC LIMIT 1",
+        (model_name,),
+    ).fetchone()
+    return _record(row) if row else None
+
+
+def model_for_prediction(conn: psycopg.Connection, model_name: str, first_prediction_ts: datetime) -> ModelRecord:
+    """The newest model that was ever promoted and whose training labels all matured before the
+    first prediction time: point-in-time correct for backfills as well as for live hours."""
+    row = conn.execute(
+        f"""
+        SELECT {_RECORD_COLUMNS} FROM ml_models_metadata
+        WHERE model_name = %s AND promoted_at IS NOT NULL AND labels_matured_until < %s
+        ORDER BY labels_matured_until DESC, version DESC LIMIT 1
+        """,
+        (model_name, first_prediction_ts),
+    ).fetchone()
+    if row is None:
+        earliest = conn.execute(
+            "SELECT min(labels_matured_until) FROM ml_models_metadata "
+            "WHERE model_name = %s AND promoted_at IS NOT NULL",
+            (model_name,),
+        ).fetchone()[0]
+        detail = (
+            f"the earliest promoted model's labels matured at {earliest.isoformat()}"
+            if earliest
+            else "no model has been promoted yet"
+        )
+        raise ModelNotFoundError(
+            f"no promoted {model_name} model whose training labels all matured before "
+            f"{first_prediction_ts.isoformat()}; {detail}"
+        )
+    return _record(row)
+
+
+def load_artifact(conn: psycopg.Connection, model_id: int) -> tuple[ModelRecord, bytes]:
+    """Artifact bytes of a model, verified against the recorded sha256 before anything uses them."""
+    record = get_model(conn, model_id)
+    (artifact,) = conn.execute(
+        "SELECT artifact FROM ml_models_metadata WHERE model_id = %s", (model_id,)
+    ).fetchone()
+    artifact = bytes(artifact)
+    actual = sha256_hex(artifact)
+    if actual != record.artifact_sha256:
+        raise ArtifactIntegrityError(
+            f"model {record.model_name} v{record.version} (model_id={model_id}): artifact sha256 {actual[:12]} "
+            f"does not match recorded {record.artifact_sha256[:12]}; refusing to load"
+        )
+    return record, artifact

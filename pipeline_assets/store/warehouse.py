@@ -1,0 +1,178 @@
+"""Reads of the warehouse tables as DataFrames, each with an explicit time range."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from pipeline_assets.store.frames import read_frame
+
+WAREHOUSE_TABLES = (
+    "raw_ohlcv",
+    "raw_sentiment",
+    "quarantine",
+    "ml_features_ohlcv",
+    "ml_features_sentiment",
+    "ml_labels",
+    "ml_models_metadata",
+    "online_model_learned_rows",
+    "ml_predictions",
+    "trading_signals",
+    "dashboard_data",
+)
+
+OHLCV_FEATURE_COLUMNS_SQL = (
+    "log_return_1h, log_return_4h, log_return_24h, rsi_14, ema_ratio_12_26, macd_hist_pct, bb_pctb_20, "
+    "atr_14_pct, realized_vol_24h, volume_zscore_24h, range_pct"
+)
+
+
+def _time_range(
+    conn: psycopg.Connection,
+    table: str,
+    columns: str,
+    symbols: Sequence[str],
+    start: datetime,
+    end: datetime,
+    ts_column: str = "ts",
+) -> pd.DataFrame:
+    query = sql.SQL("SELECT {cols} FROM {table} WHERE symbol = ANY(%s) AND {ts} >= %s AND {ts} < %s "
+                    "ORDER BY symbol, {ts}").format(
+        cols=sql.SQL(columns), table=sql.Identifier(table), ts=sql.Identifier(ts_column)
+    )
+    return read_frame(conn, query, (list(symbols), start, end))
+
+
+def read_ohlcv(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+    return _time_range(conn, "raw_ohlcv", "symbol, ts, open, high, low, close, volume", symbols, start, end)
+
+
+def read_headlines(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+    return _time_range(
+        conn, "raw_sentiment", "symbol, published_at, headline_id, source, headline, compound",
+        symbols, start, end, ts_column="published_at",
+    )
+
+
+def read_ohlcv_features(
+    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime
+) -> pd.DataFrame:
+    return _time_range(
+        conn, "ml_features_ohlcv", f"symbol, ts, feature_set_id, {OHLCV_FEATURE_COLUMNS_SQL}", symbols, start, end
+    )
+
+
+def read_sentiment_features(
+    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime
+) -> pd.DataFrame:
+    return _time_range(
+        conn, "ml_features_sentiment",
+        "symbol, ts, feature_set_id, sentiment_mean_6h, sentiment_mean_24h, sentiment_min_6h, "
+        "sentiment_max_6h, headline_count_6h, headline_count_24h",
+        symbols, start, end,
+    )
+
+
+def read_labels(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+    return _time_range(
+        conn, "ml_labels", "symbol, ts, label_set_id, horizon_hours, forward_return, direction, matured_at",
+        symbols, start, end,
+    )
+
+
+def read_predictions(
+    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime, model_name: str
+) -> pd.DataFrame:
+    return read_frame(
+        conn,
+        "SELECT symbol, ts, model_id, prob_sell, prob_hold, prob_buy, predicted_direction FROM ml_predictions "
+        "WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s AND model_name = %s ORDER BY symbol, ts",
+        (list(symbols), start, end, model_name),
+    )
+
+
+def read_signals(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+    return _time_range(
+        conn, "trading_signals", "symbol, ts, model_id, signal, position, edge, signal_rule_id", symbols, start, end
+    )
+
+
+def read_model_inputs(
+    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime
+) -> pd.DataFrame:
+    """OHLCV and sentiment features joined on (symbol, ts); sentiment may be absent (NaN)."""
+    return read_frame(
+        conn,
+        f"""
+        SELECT f.symbol, f.ts, f.feature_set_id AS ohlcv_feature_set_id,
+               s.feature_set_id AS sentiment_feature_set_id, {', '.join(
+                   'f.' + c.strip() for c in OHLCV_FEATURE_COLUMNS_SQL.split(','))},
+               s.sentiment_mean_6h, s.sentiment_mean_24h, s.sentiment_min_6h, s.sentiment_max_6h,
+               s.headline_count_6h::float8 AS headline_count_6h,
+               s.headline_count_24h::float8 AS headline_count_24h
+        FROM ml_features_ohlcv f
+        LEFT JOIN ml_features_sentiment s ON s.symbol = f.symbol AND s.ts = f.ts
+        WHERE f.symbol = ANY(%s) AND f.ts >= %s AND f.ts < %s
+        ORDER BY f.ts, f.symbol
+        """,
+        (list(symbols), start, end),
+    )
+
+
+def read_labelled_model_inputs(
+    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime, matured_by: datetime
+) -> pd.DataFrame:
+    """Model inputs joined with labels that had matured by ``matured_by`` (training rows)."""
+    inputs = read_model_inputs(conn, symbols, start, end)
+    labels = read_frame(
+        conn,
+        "SELECT symbol, ts, label_set_id, forward_return, direction, matured_at FROM ml_labels "
+        "WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s AND matured_at <= %s",
+        (list(symbols), start, end, matured_by),
+    )
+    return inputs.merge(labels, on=["symbol", "ts"], how="inner").sort_values(["ts", "symbol"], ignore_index=True)
+
+
+def read_unlearned_rows(conn: psycopg.Connection, model_name: str, limit: int) -> pd.DataFrame:
+    """Matured labelled rows (with model inputs) that the online model has not learned yet, oldest first."""
+    labels = read_frame(
+        conn,
+        """
+        SELECT l.symbol, l.ts, l.label_set_id, l.direction, l.matured_at
+        FROM ml_labels l
+        WHERE NOT EXISTS (SELECT 1 FROM online_model_learned_rows r
+                          WHERE r.model_name = %s AND r.symbol = l.symbol AND r.ts = l.ts)
+          AND EXISTS (SELECT 1 FROM ml_features_ohlcv f WHERE f.symbol = l.symbol AND f.ts = l.ts)
+        ORDER BY l.ts, l.symbol
+        LIMIT %s
+        """,
+        (model_name, limit),
+    )
+    if labels.empty:
+        return labels
+    inputs = read_model_inputs(
+        conn, sorted(labels["symbol"].unique()), labels["ts"].min().to_pydatetime(),
+        labels["ts"].max().to_pydatetime() + pd.Timedelta(microseconds=1),
+    )
+    return labels.merge(inputs, on=["symbol", "ts"], how="inner").sort_values(["ts", "symbol"], ignore_index=True)
+
+
+def table_counts(conn: psycopg.Connection) -> dict[str, int]:
+    counts = {}
+    for table in WAREHOUSE_TABLES:
+        (count,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+        counts[table] = int(count)
+    return counts
+
+
+def truncate_all(conn: psycopg.Connection) -> None:
+    """Empty every warehouse table (tests and demo resets); the migration ledger stays."""
+    conn.execute(
+        sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in WAREHOUSE_TABLES)
+        )
+    )

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_assets.store.db import DatabaseConfigError, connect, normalise_database_url
+from pipeline_assets.store.frames import DuplicateKeyError, StoreError, read_frame, upsert_frame
+from pipeline_assets.store.migrate import MigrationError, migrate, sql_dir
+from pipeline_assets.store import models as registry
+from pipeline_assets.store.quarantine import replace_quarantine
+
+
+def _bars(n: int = 5, close: float = 100.0) -> pd.DataFrame:
+    ts = pd.date_range("2024-03-01", periods=n, freq="h", tz="UTC")
+    return pd.DataFrame(
+        {"symbol": "BTCUSDT", "ts": ts, "open": close, "high": close + 1, "low": close - 1,
+         "close": np.linspace(close, close + n - 1, n), "volume": 10.0, "source": "test"}
+    )
+
+
+def _count(url: str, table: str) -> int:
+    with connect(url) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_migrations_are_recorded_and_idempotent(fresh_database):
+    first = migrate(fresh_database)
+    assert first.applied[0] == "0001_core.sql"
+    assert first.timescaledb is False  # this machine's PostgreSQL has no timescaledb
+    assert set(first.skipped) == {"0002_timescale.timescale.sql", "0003_timescale_aggregates.timescale.sql"}
+    second = migrate(fresh_database)
+    assert second.applied == () and second.skipped == ()
+    assert set(second.already_applied) == set(first.applied) | set(first.skipped)
+    with connect(fresh_database) as conn:
+        rows = dict(conn.execute("SELECT version, status FROM schema_migrations").fetchall())
+        assert rows["0001_core.sql"] == "applied"
+        assert rows["0002_timescale.timescale.sql"] == "skipped"
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"raw_ohlcv", "ml_labels", "ml_models_metadata", "ml_predictions", "dashboard_data", "quarantine"} <= tables
+
+
+def test_changed_migration_is_refused(fresh_database, tmp_path):
+    directory = tmp_path / "sql"
+    shutil.copytree(sql_dir(), directory)
+    migrate(fresh_database, directory)
+    core = directory / "0001_core.sql"
+    core.write_text(core.read_text() + "\n-- edited after the fact\n")
+    with pytest.raises(MigrationError, match="0001_core.sql changed after it was applied"):
+        migrate(fresh_database, directory)
+
+
+def test_failed_migration_leaves_nothing_recorded(fresh_database, tmp_path):
+    directory = tmp_path / "sql"
+    shutil.copytree(sql_dir(), directory)
+    (directory / "0100_broken.sql").write_text("CREATE TABLE half_done (x int);\nSELECT no_such_function();\n")
+    with pytest.raises(MigrationError, match="0100_broken.sql failed"):
+        migrate(fresh_database, directory)
+    with connect(fresh_database) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations WHERE version = '0100_broken.sql'").fetchone()[0] == 0
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None
+
+
+def test_database_url_normalisation():
+    assert normalise_database_url("postgresql+psycopg2://u@h:5432/d") == "postgresql://u@h:5432/d"
+    with pytest.raises(DatabaseConfigError, match="mysql"):
+        normalise_database_url("mysql://u@h/d")
+
+
+def test_upsert_is_idempotent_and_counts_changes(warehouse_url):
+    bars = _bars()
+    with connect(warehouse_url) as conn, conn.transaction():
+        first = upsert_frame(conn, "raw_ohlcv", bars, ["symbol", "ts"])
+    assert (first.inserted, first.updated, first.unchanged) == (5, 0, 0)
+    with connect(warehouse_url) as conn, conn.transaction():
+        again = upsert_frame(conn, "raw_ohlcv", bars, ["symbol", "ts"])
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 5)
+    changed = bars.copy()
+    changed.loc[2, "close"] = 123.5
+    with connect(warehouse_url) as conn, conn.transaction():
+        third = upsert_frame(conn, "raw_ohlcv", changed, ["symbol", "ts"])
+    assert (third.inserted, third.updated) == (0, 1)
+    assert _count(warehouse_url, "raw_ohlcv") == 5
+    with connect(warehouse_url) as conn:
+        stored = read_frame(conn, "SELECT ts, close FROM raw_ohlcv ORDER BY ts")
+    assert stored["close"].iloc[2] == 123.5
+    assert str(stored["ts"].dt.tz) == "UTC"
+    assert stored["ts"].iloc[0] == pd.Timestamp("2024-03-01T00:00Z")
+
+
+def test_upsert_rejects_duplicate_keys_and_naive_timestamps(warehouse_url):
+    bars = pd.concat([_bars(3), _bars(1)], ignore_index=True)
+    with connect(warehouse_url) as conn, pytest.raises(DuplicateKeyError, match="2 rows share a primary key"):
+        upsert_frame(conn, "raw_ohlcv", bars, ["symbol", "ts"])
+    naive = _bars(2)
+    naive["ts"] = naive["ts"].dt.tz_localize(None)
+    with connect(warehouse_url) as conn, pytest.raises(StoreError, match="naive timestamps"):
+        upsert_frame(conn, "raw_ohlcv", naive, ["symbol", "ts"])
+
+
+def test_failed_write_rolls_back_the_whole_partition(warehouse_url):
+    with pytest.raises(StoreError), connect(warehouse_url) as conn, conn.transaction():
+        upsert_frame(conn, "raw_ohlcv", _bars(4), ["symbol", "ts"])
+        upsert_frame(conn, "raw_ohlcv", _bars(2).assign(not_a_column=1), ["symbol", "ts"])
+    assert _count(warehouse_url, "raw_ohlcv") == 0
+
+
+def test_nan_is_stored_as_null(warehouse_url):
+    features = pd.DataFrame({"symbol": ["ETHUSDT"], "ts": [pd.Timestamp("2024-03-01T00:00Z")],
+                             "feature_set_id": ["x"], "rsi_14": [np.nan], "log_return_1h": [0.01]})
+    with connect(warehouse_url) as conn, conn.transaction():
+        upsert_frame(conn, "ml_features_ohlcv", features, ["symbol", "ts"])
+    with connect(warehouse_url) as conn:
+        rsi, ret = conn.execute("SELECT rsi_14, log_return_1h FROM ml_features_ohlcv").fetchone()
+    assert rsi is None and ret == pytest.approx(0.01)
+
+
+def test_quarantine_replaces_rows_of_the_partition(warehouse_url):
+    rejected = _bars(2).assign(reason=["NaN in close", "high < low"])
+    rejected.loc[0, "close"] = np.nan
+    with connect(warehouse_url) as conn, conn.transaction():
+        assert replace_quarantine(conn, "raw_ohlcv", "2024-03-01|BTCUSDT", rejected) == 2
+        assert replace_quarantine(conn, "raw_ohlcv", "2024-03-01|BTCUSDT", rejected.iloc[:1]) == 1
+    with connect(warehouse_url) as conn:
+        rows = conn.execute("SELECT reason, payload->>'close', symbol FROM quarantine").fetchall()
+    assert rows == [("NaN in close", "NaN", "BTCUSDT")]
+
+
+def _register(conn, name="m", artifact=b"model-bytes", matured="2024-03-10T00:00Z"):
+    return registry.register_model(
+        conn, model_name=name, artifact=artifact, format="test", feature_set_id="f", label_set_id="l",
+        model_version_hash="h", params={"a": 1}, metrics={"acc": 0.5}, train_start=None, train_end=None,
+        labels_matured_until=pd.Timestamp(matured).to_pydatetime(),
+    )
+
+
+def test_model_registry_versions_champion_and_integrity(warehouse_url):
+    with connect(warehouse_url) as conn, conn.transaction():
+        first = _register(conn)
+        second = _register(conn, artifact=b"other-bytes", matured="2024-03-20T00:00Z")
+        assert (first.version, second.version) == (1, 2)
+        assert first.status == "candidate"
+        registry.promote_model(conn, first.model_id)
+        registry.promote_model(conn, second.model_id)
+        assert registry.champion(conn, "m").model_id == second.model_id
+        assert registry.get_model(conn, first.model_id).status == "retired"
+        # point in time: a prediction on 2024-03-15 may only use the model matured on 03-10
+        chosen = registry.model_for_prediction(conn, "m", datetime(2024, 3, 15, tzinfo=UTC))
+        assert chosen.model_id == first.model_id
+        with pytest.raises(registry.ModelNotFoundError, match="matured before 2024-03-01"):
+            registry.model_for_prediction(conn, "m", datetime(2024, 3, 1, tzinfo=UTC))
+        record, artifact = registry.load_artifact(conn, second.model_id)
+        assert artifact == b"other-bytes" and record.artifact_sha256 == registry.sha256_hex(b"other-bytes")
+        conn.execute("UPDATE ml_models_metadata SET artifact = 'tampered' WHERE model_id = %s", (second.model_id,))
+        with pytest.raises(registry.ArtifactIntegrityError, match="does not match recorded"):
+            registry.load_artifact(conn, second.model_id)
