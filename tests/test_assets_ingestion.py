@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from dagster import DagsterInstance
+
+from dagster_helpers import count, metadata_of, run_assets
+from pipeline_assets.partitions import daily_symbol_key
+from pipeline_assets.resources import MarketDataResource
+from pipeline_assets.sources.csv_dir import write_csv
+from pipeline_assets.sources.synthetic import SyntheticMarket
+from pipeline_assets.store.db import connect
+
+DAY = "2024-03-05"
+START = datetime(2024, 3, 5, tzinfo=UTC)
+END = datetime(2024, 3, 6, tzinfo=UTC)
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_rematerialising_a_partition_leaves_row_counts_unchanged(warehouse_url):
+    key = daily_symbol_key(DAY, "BTCUSDT")
+    first = run_assets(["raw_ohlcv", "raw_sentiment"], warehouse_url, key)
+    rows = count(warehouse_url, "SELECT count(*) FROM raw_ohlcv")
+    headlines = count(warehouse_url, "SELECT count(*) FROM raw_sentiment")
+    assert rows == 24 and headlines >= 4
+    assert metadata_of(first, "raw_ohlcv")["rows_inserted"] == 24
+    assert all(_checks(first).values()) and set(_checks(first)) == {
+        "no_nan", "high_gte_low", "positive_prices", "unique_monotonic_utc_ts", "complete_day"}
+
+    second = run_assets(["raw_ohlcv", "raw_sentiment"], warehouse_url, key)
+    assert count(warehouse_url, "SELECT count(*) FROM raw_ohlcv") == rows
+    assert count(warehouse_url, "SELECT count(*) FROM raw_sentiment") == headlines
+    meta = metadata_of(second, "raw_ohlcv")
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_unchanged"]) == (0, 0, 24)
+    # stored bars are exactly the source's bars
+    with connect(warehouse_url) as conn:
+        stored = conn.execute("SELECT close FROM raw_ohlcv ORDER BY ts").fetchall()
+    expected = SyntheticMarket().ohlcv("BTCUSDT", START, END)["close"].tolist()
+    assert [r[0] for r in stored] == expected
+
+
+def _csv_with_bad_rows(tmp_path) -> pd.DataFrame:
+    bars = SyntheticMarket().ohlcv("ETHUSDT", START, END).reset_index(drop=True)
+    bars.loc[3, "close"] = np.nan
+    bars.loc[7, ["high", "low"]] = [bars.loc[7, "low"] - 1, bars.loc[7, "high"] + 1]
+    bars.loc[11, "open"] = -5.0
+    conflicting = bars.iloc[[15]].assign(close=bars.loc[15, "close"] * 1.01)
+    frame = pd.concat([bars, conflicting], ignore_index=True)
+    write_csv(frame, tmp_path / "ETHUSDT.csv")
+    return frame
+
+
+def test_bad_rows_go_to_quarantine_with_reasons(warehouse_url, tmp_path):
+    _csv_with_bad_rows(tmp_path)
+    market = MarketDataResource(ohlcv_source="csv", csv_directory=str(tmp_path))
+    key = daily_symbol_key(DAY, "ETHUSDT")
+    for _ in range(2):  # re-materialising replaces the partition's quarantine rows
+        result = run_assets(["raw_ohlcv"], warehouse_url, key, market=market)
+    assert count(warehouse_url, "SELECT count(*) FROM raw_ohlcv") == 24 - 4
+    with connect(warehouse_url) as conn:
+        rows = conn.execute(
+            "SELECT extract(hour FROM ts)::int, reason, partition_key FROM quarantine ORDER BY ts, reason"
+        ).fetchall()
+    reasons = {(hour, reason) for hour, reason, _ in rows}
+    assert (3, "NaN in close") in reasons
+    assert (7, "high < low") in reasons
+    assert any(hour == 11 and "non-positive price in open" in reason for hour, reason in reasons)
+    assert [(h, r) for h, r in reasons if h == 15] == [(15, "conflicting duplicate ts (2 different bars)")]
+    assert len(rows) == 5 and {pk for *_, pk in rows} == {str(key)}
+    assert metadata_of(result, "raw_ohlcv")["quarantined_rows"] == 5
+    assert all(_checks(result)[c] for c in ("no_nan", "high_gte_low", "positive_prices"))
+    assert _checks(result)["complete_day"] is False  # 4 hours missing -> warning
+
+
+def test_failed_blocking_check_stops_downstream_assets(warehouse_url, tmp_path):
+    bars = SyntheticMarket().ohlcv("SOLUSDT", START, END).iloc[:23]
+    write_csv(bars, tmp_path / "SOLUSDT.csv")
+    # A corrupt bar written out of band (not by the contract-checked path) for 23:00.
+    with connect(warehouse_url) as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO raw_ohlcv (symbol, ts, open, high, low, close, volume, source) "
+            "VALUES ('SOLUSDT', '2024-03-05T23:00Z', 'NaN', 1, 2, 1, 1, 'manual')"
+        )
+    market = MarketDataResource(ohlcv_source="csv", csv_directory=str(tmp_path))
+    result = run_assets(["raw_ohlcv", "ml_features_ohlcv"], warehouse_url, daily_symbol_key(DAY, "SOLUSDT"),
+                        market=market, raise_on_error=False, instance=DagsterInstance.ephemeral())
+    checks = _checks(result)
+    assert checks["no_nan"] is False and checks["high_gte_low"] is False
+    assert checks["unique_monotonic_utc_ts"] is True
+    assert not result.success
+    materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialised == {"raw_ohlcv"}
+    assert count(warehouse_url, "SELECT count(*) FROM ml_features_ohlcv") == 0

@@ -1,0 +1,154 @@
+"""The whole graph on real PostgreSQL: 4 symbols, 12 days, train, predict out of sample."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, build_sensor_context
+
+from dagster_helpers import count, ingest_days, metadata_of, run_assets
+from pipeline_assets.automation.sensors import labelled_rows_sensor
+from pipeline_assets.ml.direction_xgb import MODEL_NAME
+from pipeline_assets.partitions import SYMBOLS
+from pipeline_assets.store import models as registry
+from pipeline_assets.store.db import connect
+
+FIRST = datetime(2024, 3, 1, tzinfo=UTC)
+DAYS = [(FIRST + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(12)]
+TRAIN_END = datetime(2024, 3, 10, tzinfo=UTC)
+PREDICT_DAYS = ["2024-03-10", "2024-03-11"]
+
+
+@pytest.fixture(scope="module")
+def graph(database_url):
+    from pipeline_assets.store.warehouse import truncate_all
+
+    with connect(database_url) as conn, conn.transaction():
+        truncate_all(conn)
+    instance = DagsterInstance.ephemeral()
+    ingest_days(database_url, DAYS, SYMBOLS, instance)
+    training = run_assets(
+        ["direction_model_xgboost"], database_url, instance=instance,
+        run_config={"ops": {"direction_model_xgboost": {"config": {
+            "train_end": TRAIN_END.isoformat(), "train_days": 12, "min_rows": 200}}}},
+    )
+    inference = [run_assets(["ml_predictions", "trading_signals", "dashboard_data"], database_url, day, instance)
+                 for day in PREDICT_DAYS]
+    return {"url": database_url, "instance": instance, "training": training, "inference": inference}
+
+
+def test_every_stage_wrote_rows(graph):
+    url = graph["url"]
+    n_symbols = len(SYMBOLS)
+    assert count(url, "SELECT count(*) FROM raw_ohlcv") == 12 * 24 * n_symbols
+    assert count(url, "SELECT count(*) FROM ml_features_ohlcv") == 12 * 24 * n_symbols
+    # labels: all but the last horizon (4 bars) of the last day have matured
+    assert count(url, "SELECT count(*) FROM ml_labels") == (12 * 24 - 4) * n_symbols
+    assert count(url, "SELECT count(*) FROM ml_features_ohlcv WHERE rsi_14 IS NULL") > 0  # warm-up at the start
+    assert count(url, "SELECT count(*) FROM ml_features_ohlcv WHERE ts >= '2024-03-05' AND macd_hist_pct IS NULL") == 0
+    assert count(url, "SELECT count(*) FROM ml_predictions") == 2 * 24 * n_symbols
+    assert count(url, "SELECT count(*) FROM trading_signals") == 2 * 24 * n_symbols
+    assert count(url, "SELECT count(*) FROM dashboard_data") == 2 * 24 * n_symbols
+    assert count(url, "SELECT count(*) FROM quarantine") == 0
+
+
+def test_model_is_a_verified_row_with_lineage(graph):
+    meta = metadata_of(graph["training"], "direction_model_xgboost")
+    with connect(graph["url"]) as conn:
+        record, artifact = registry.load_artifact(conn, meta["model_id"])
+    assert record.status == "champion" and record.format == "xgboost-ubj"
+    assert record.artifact_sha256 == registry.sha256_hex(artifact) == meta["artifact_sha256"]
+    assert record.labels_matured_until <= TRAIN_END
+    assert record.params["feature_columns"][0] == "log_return_1h"
+    test = record.metrics["test"]
+    assert 0 <= test["accuracy"] <= 1 and test["rows"] > 0
+    assert record.metrics["purged_rows"] > 0  # the purge between slices really removed overlapping labels
+
+
+def test_predictions_are_point_in_time_and_the_leakage_check_passes(graph):
+    for result in graph["inference"]:
+        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        assert checks == {"model_trained_before_prediction_time": True, "probabilities_sum_to_one": True}
+    assert count(graph["url"], """
+        SELECT count(*) FROM ml_predictions p JOIN ml_models_metadata m USING (model_id)
+        WHERE m.labels_matured_until >= p.ts""") == 0
+
+
+def test_rematerialising_predictions_is_idempotent(graph):
+    url = graph["url"]
+    before = count(url, "SELECT count(*) FROM ml_predictions") + count(url, "SELECT count(*) FROM dashboard_data")
+    result = run_assets(["ml_predictions", "trading_signals", "dashboard_data"], url, PREDICT_DAYS[0])
+    after = count(url, "SELECT count(*) FROM ml_predictions") + count(url, "SELECT count(*) FROM dashboard_data")
+    assert before == after
+    assert metadata_of(result, "ml_predictions")["rows_unchanged"] == 24 * len(SYMBOLS)
+
+
+def test_dashboard_rows_join_signals_prices_and_matured_returns(graph):
+    with connect(graph["url"]) as conn:
+        rows = pd.DataFrame(conn.execute(
+            "SELECT d.position, d.forward_return, d.strategy_return, d.close, r.close "
+            "FROM dashboard_data d JOIN raw_ohlcv r USING (symbol, ts)").fetchall(),
+            columns=["position", "forward_return", "strategy_return", "close", "bar_close"])
+    assert (rows["close"] == rows["bar_close"]).all()
+    matured = rows.dropna(subset=["forward_return"])
+    assert len(matured) == len(rows)  # 2024-03-10/11 labels all matured by the 12th day
+    assert (matured["strategy_return"] - matured["position"] * matured["forward_return"]).abs().max() < 1e-12
+
+
+def test_no_promoted_model_before_the_day_fails_clearly(graph):
+    result = run_assets(["ml_predictions"], graph["url"], "2024-03-08", raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "no promoted direction_xgboost model whose training labels all matured before 2024-03-08" in failure
+
+
+def test_leaking_prediction_fails_the_blocking_check(graph):
+    url = graph["url"]
+    with connect(url) as conn, conn.transaction():
+        leaky = registry.register_model(
+            conn, model_name="legacy_model", artifact=b"x", format="test", feature_set_id="f",
+            label_set_id="l", model_version_hash="h", params={}, metrics={}, train_start=None, train_end=None,
+            labels_matured_until=datetime(2024, 3, 12, tzinfo=UTC),
+        )
+        conn.execute(
+            "INSERT INTO ml_predictions (symbol, ts, model_name, model_id, prob_sell, prob_hold, prob_buy, "
+            "predicted_direction) VALUES ('BTCUSDT', '2024-03-11T05:00Z', 'legacy_model', %s, 0.2, 0.3, 0.5, 2)",
+            (leaky.model_id,),
+        )
+    try:
+        result = run_assets(["ml_predictions", "trading_signals"], url, "2024-03-11", raise_on_error=False)
+        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        assert checks["model_trained_before_prediction_time"] is False
+        materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        assert "trading_signals" not in materialised
+    finally:
+        with connect(url) as conn, conn.transaction():
+            conn.execute("DELETE FROM ml_predictions WHERE model_name = 'legacy_model'")
+            conn.execute("DELETE FROM ml_models_metadata WHERE model_name = 'legacy_model'")
+
+
+def test_sensor_requests_online_update_and_model_learns_each_row_once(graph):
+    url, instance = graph["url"], graph["instance"]
+    tick = labelled_rows_sensor(build_sensor_context(instance=instance))
+    assert len(tick.run_requests) == 1
+    assert int(tick.run_requests[0].tags["new_labelled_rows"]) == count(url, "SELECT count(*) FROM ml_labels")
+    first = run_assets(["online_model_river"], url, instance=instance)
+    learned = metadata_of(first, "online_model_river")["new_rows_learned"]
+    learnable = count(url, """
+        SELECT count(*) FROM ml_labels l JOIN ml_features_ohlcv f USING (symbol, ts)
+        WHERE f.macd_hist_pct IS NOT NULL AND f.rsi_14 IS NOT NULL AND f.volume_zscore_24h IS NOT NULL
+          AND f.log_return_24h IS NOT NULL AND f.bb_pctb_20 IS NOT NULL""")
+    assert learned == learnable == count(url, "SELECT count(*) FROM online_model_learned_rows")
+    second = run_assets(["online_model_river"], url, instance=instance)
+    assert metadata_of(second, "online_model_river")["new_rows_learned"] == 0
+    with connect(url) as conn:
+        online = registry.champion(conn, "direction_river")
+        _, artifact = registry.load_artifact(conn, online.model_id)
+    from pipeline_assets.ml.online_river import deserialize
+
+    state = deserialize(artifact)
+    assert state.rows_learned == learned
+    assert 0.2 < online.metrics["prequential_accuracy"] < 1.0
+    assert MODEL_NAME != online.model_name
