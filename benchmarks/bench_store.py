@@ -23,11 +23,18 @@ from pipeline_assets.store.migrate import migrate
 def bars(n: int, symbol: str) -> pd.DataFrame:
     rng = np.random.default_rng(1)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.005, n)))
-    return pd.DataFrame({
-        "symbol": symbol, "ts": pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC"),
-        "open": close, "high": close * 1.001, "low": close * 0.999, "close": close, "volume": 1.0,
-        "source": "bench",
-    })
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "ts": pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC"),
+            "open": close,
+            "high": close * 1.001,
+            "low": close * 0.999,
+            "close": close,
+            "volume": 1.0,
+            "source": "bench",
+        }
+    )
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Prepare $DAGSTER_HOME: SQLite by default, dagster-postgres when DAGSTER_PG_URL is set.
 
-    python -m pipeline_assets.dagster_home [DIRECTORY]
+python -m pipeline_assets.dagster_home [DIRECTORY]
 """
 
 from __future__ import annotations

@@ -72,16 +72,23 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
         for symbol in symbols:
             run(ingestion, partition_key=daily_symbol_key(day, symbol))
             if index:  # yesterday's last labels mature with today's bars
-                run(ingestion, partition_key=daily_symbol_key(day_keys[index - 1], symbol),
-                    asset_selection=[_key("ml_labels")])
+                run(
+                    ingestion,
+                    partition_key=daily_symbol_key(day_keys[index - 1], symbol),
+                    asset_selection=[_key("ml_labels")],
+                )
         if (index + 1) % 10 == 0:
             echo(f"  {index + 1}/{days} days ({time.monotonic() - started:.0f}s)")
 
     train_days = max(5, int(days * TRAIN_FRACTION))
     cutoff = datetime.combine(first_day + timedelta(days=train_days), datetime.min.time(), tzinfo=UTC)
     echo(f"training direction_model_xgboost on labels matured by {cutoff.isoformat()} ...")
-    run(retrain, run_config={"ops": {"direction_model_xgboost": {"config": {
-        "train_end": cutoff.isoformat(), "train_days": train_days}}}})
+    run(
+        retrain,
+        run_config={
+            "ops": {"direction_model_xgboost": {"config": {"train_end": cutoff.isoformat(), "train_days": train_days}}}
+        },
+    )
 
     predict_days = [d for d in day_keys if d >= cutoff.date().isoformat()]
     echo(f"predicting {len(predict_days)} out-of-sample days ...")
@@ -122,7 +129,11 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
         "seconds": round(time.monotonic() - started, 1),
         "counts": counts,
         "model": {"model_id": model[0], "version": model[1], "status": model[2], "test": model[3]["test"]},
-        "out_of_sample": {"rows": quality[0], "accuracy": _f(quality[1]), "always_hold_accuracy": _f(quality[2])},
+        "out_of_sample": {
+            "rows": quality[0],
+            "accuracy": _f(quality[1]),
+            "always_hold_accuracy": _f(quality[2]),
+        },
         "trades": {"count": trades[0], "hit_rate": _f(trades[1]), "sum_return": _f(trades[2])},
         "online": {"version": online_model[0], **online_model[1]} if online_model else None,
         "online_requests": online_requests,
@@ -154,16 +165,24 @@ def _print_summary(s: dict, echo) -> None:
     )
     oos = s["out_of_sample"]
     if oos["rows"]:
-        echo(f"out-of-sample predictions with matured labels: {oos['rows']} rows, accuracy {oos['accuracy']:.3f} "
-             f"(always-HOLD {oos['always_hold_accuracy']:.3f})")
+        echo(
+            f"out-of-sample predictions with matured labels: {oos['rows']} rows, accuracy {oos['accuracy']:.3f} "
+            f"(always-HOLD {oos['always_hold_accuracy']:.3f})"
+        )
     trades = s["trades"]
     if trades["count"]:
-        echo(f"signals taken: {trades['count']}, hit rate {trades['hit_rate']:.3f}, "
-             f"sum of 4h strategy returns {trades['sum_return']:+.4f}")
+        echo(
+            f"signals taken: {trades['count']}, hit rate {trades['hit_rate']:.3f}, "
+            f"sum of 4h strategy returns {trades['sum_return']:+.4f}"
+        )
     if s["online"]:
         acc = s["online"].get("prequential_accuracy")
-        echo(f"direction_river v{s['online']['version']}: {s['online']['rows_learned']} rows learned, "
-             f"prequential accuracy {acc:.3f}" if acc is not None else "direction_river: no rows learned")
+        echo(
+            f"direction_river v{s['online']['version']}: {s['online']['rows_learned']} rows learned, "
+            f"prequential accuracy {acc:.3f}"
+            if acc is not None
+            else "direction_river: no rows learned"
+        )
     echo(f"quarantined rows: {s['quarantined']}")
 
 

@@ -14,11 +14,15 @@ PER_SYMBOL_INGEST = ["raw_ohlcv", "raw_sentiment", "ml_features_ohlcv", "ml_feat
 
 
 def resources(database_url: str, market: MarketDataResource | None = None) -> dict:
-    return {"warehouse": WarehouseResource(database_url=database_url), "market": market or MarketDataResource()}
+    return {
+        "warehouse": WarehouseResource(database_url=database_url),
+        "market": market or MarketDataResource(),
+    }
 
 
-def run_assets(names, database_url, partition_key=None, instance=None, market=None, run_config=None,
-               raise_on_error=True):
+def run_assets(
+    names, database_url, partition_key=None, instance=None, market=None, run_config=None, raise_on_error=True
+):
     return materialize(
         [ASSETS_BY_NAME[n] for n in names],
         partition_key=partition_key,
@@ -46,7 +50,6 @@ def count(database_url: str, query: str, params=None) -> int:
 
 
 def metadata_of(result, asset_name: str) -> dict:
-    events = [e for e in result.get_asset_materialization_events()
-              if e.asset_key.to_user_string() == asset_name]
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset_name]
     assert events, f"{asset_name} was not materialised"
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}

@@ -5,12 +5,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 from dagster import DagsterInstance
-
 from dagster_helpers import count, metadata_of, run_assets
-from pipeline_assets.partitions import daily_symbol_key
-from pipeline_assets.resources import MarketDataResource
 from pipeline_assets.sources.csv_dir import write_csv
 from pipeline_assets.sources.synthetic import SyntheticMarket
+
+from pipeline_assets.partitions import daily_symbol_key
+from pipeline_assets.resources import MarketDataResource
 from pipeline_assets.store.db import connect
 
 DAY = "2024-03-05"
@@ -30,7 +30,12 @@ def test_rematerialising_a_partition_leaves_row_counts_unchanged(warehouse_url):
     assert rows == 24 and headlines >= 4
     assert metadata_of(first, "raw_ohlcv")["rows_inserted"] == 24
     assert all(_checks(first).values()) and set(_checks(first)) == {
-        "no_nan", "high_gte_low", "positive_prices", "unique_monotonic_utc_ts", "complete_day"}
+        "no_nan",
+        "high_gte_low",
+        "positive_prices",
+        "unique_monotonic_utc_ts",
+        "complete_day",
+    }
 
     second = run_assets(["raw_ohlcv", "raw_sentiment"], warehouse_url, key)
     assert count(warehouse_url, "SELECT count(*) FROM raw_ohlcv") == rows
@@ -87,8 +92,14 @@ def test_failed_blocking_check_stops_downstream_assets(warehouse_url, tmp_path):
             "VALUES ('SOLUSDT', '2024-03-05T23:00Z', 'NaN', 1, 2, 1, 1, 'manual')"
         )
     market = MarketDataResource(ohlcv_source="csv", csv_directory=str(tmp_path))
-    result = run_assets(["raw_ohlcv", "ml_features_ohlcv"], warehouse_url, daily_symbol_key(DAY, "SOLUSDT"),
-                        market=market, raise_on_error=False, instance=DagsterInstance.ephemeral())
+    result = run_assets(
+        ["raw_ohlcv", "ml_features_ohlcv"],
+        warehouse_url,
+        daily_symbol_key(DAY, "SOLUSDT"),
+        market=market,
+        raise_on_error=False,
+        instance=DagsterInstance.ephemeral(),
+    )
     checks = _checks(result)
     assert checks["no_nan"] is False and checks["high_gte_low"] is False
     assert checks["unique_monotonic_utc_ts"] is True

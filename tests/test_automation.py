@@ -2,9 +2,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dagster import DagsterInstance, MultiPartitionKey, SkipReason, build_schedule_context, build_sensor_context
-
+from dagster import (
+    DagsterInstance,
+    MultiPartitionKey,
+    SkipReason,
+    build_schedule_context,
+    build_sensor_context,
+)
 from dagster_helpers import run_assets
+
 from pipeline_assets.automation.schedules import (
     daily_retrain_schedule,
     hourly_inference_schedule,
@@ -30,14 +36,18 @@ def test_hourly_ingestion_requests_today_and_catches_up_yesterday_after_midnight
     assert len(early) == 2 * len(SYMBOLS)
     assert len({r.run_key for r in early}) == len(early)
     # the keys are valid partitions of the job the schedule targets
-    job_keys = set(defs.resolve_job_def("ingestion_job").partitions_def.get_partition_keys(
-        current_time=datetime(2024, 3, 6, tzinfo=UTC)))
+    job_keys = set(
+        defs.resolve_job_def("ingestion_job").partitions_def.get_partition_keys(
+            current_time=datetime(2024, 3, 6, tzinfo=UTC)
+        )
+    )
     assert {str(r.partition_key) for r in early} <= job_keys
 
 
 def test_inference_and_retrain_schedules():
-    assert [r.partition_key for r in _requests(hourly_inference_schedule, datetime(2024, 3, 5, 9, 20, tzinfo=UTC))] \
-        == ["2024-03-05"]
+    assert [r.partition_key for r in _requests(hourly_inference_schedule, datetime(2024, 3, 5, 9, 20, tzinfo=UTC))] == [
+        "2024-03-05"
+    ]
     (retrain,) = _requests(daily_retrain_schedule, datetime(2024, 3, 5, 0, 30, tzinfo=UTC))
     assert retrain.run_config["ops"]["direction_model_xgboost"]["config"]["train_end"] == "2024-03-05T00:30:00+00:00"
 

@@ -15,8 +15,9 @@ END = datetime(2024, 3, 2, tzinfo=UTC)
 def _bars(n: int = 6) -> pd.DataFrame:
     ts = pd.date_range(START, periods=n, freq="h")
     close = 100 + np.arange(n, dtype=float)
-    return pd.DataFrame({"ts": ts, "open": close - 0.5, "high": close + 1, "low": close - 1, "close": close,
-                         "volume": 5.0})
+    return pd.DataFrame(
+        {"ts": ts, "open": close - 0.5, "high": close + 1, "low": close - 1, "close": close, "volume": 5.0}
+    )
 
 
 def test_clean_bars_pass_unchanged():

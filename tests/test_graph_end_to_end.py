@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, build_sensor_context
-
 from dagster_helpers import count, ingest_days, metadata_of, run_assets
+
 from pipeline_assets.automation.sensors import labelled_rows_sensor
 from pipeline_assets.ml.direction_xgb import MODEL_NAME
 from pipeline_assets.partitions import SYMBOLS
@@ -30,12 +30,21 @@ def graph(database_url):
     instance = DagsterInstance.ephemeral()
     ingest_days(database_url, DAYS, SYMBOLS, instance)
     training = run_assets(
-        ["direction_model_xgboost"], database_url, instance=instance,
-        run_config={"ops": {"direction_model_xgboost": {"config": {
-            "train_end": TRAIN_END.isoformat(), "train_days": 12, "min_rows": 200}}}},
+        ["direction_model_xgboost"],
+        database_url,
+        instance=instance,
+        run_config={
+            "ops": {
+                "direction_model_xgboost": {
+                    "config": {"train_end": TRAIN_END.isoformat(), "train_days": 12, "min_rows": 200}
+                }
+            }
+        },
     )
-    inference = [run_assets(["ml_predictions", "trading_signals", "dashboard_data"], database_url, day, instance)
-                 for day in PREDICT_DAYS]
+    inference = [
+        run_assets(["ml_predictions", "trading_signals", "dashboard_data"], database_url, day, instance)
+        for day in PREDICT_DAYS
+    ]
     return {"url": database_url, "instance": instance, "training": training, "inference": inference}
 
 
@@ -71,9 +80,15 @@ def test_predictions_are_point_in_time_and_the_leakage_check_passes(graph):
     for result in graph["inference"]:
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks == {"model_trained_before_prediction_time": True, "probabilities_sum_to_one": True}
-    assert count(graph["url"], """
+    assert (
+        count(
+            graph["url"],
+            """
         SELECT count(*) FROM ml_predictions p JOIN ml_models_metadata m USING (model_id)
-        WHERE m.labels_matured_until >= p.ts""") == 0
+        WHERE m.labels_matured_until >= p.ts""",
+        )
+        == 0
+    )
 
 
 def test_rematerialising_predictions_is_idempotent(graph):
@@ -87,10 +102,13 @@ def test_rematerialising_predictions_is_idempotent(graph):
 
 def test_dashboard_rows_join_signals_prices_and_matured_returns(graph):
     with connect(graph["url"]) as conn:
-        rows = pd.DataFrame(conn.execute(
-            "SELECT d.position, d.forward_return, d.strategy_return, d.close, r.close "
-            "FROM dashboard_data d JOIN raw_ohlcv r USING (symbol, ts)").fetchall(),
-            columns=["position", "forward_return", "strategy_return", "close", "bar_close"])
+        rows = pd.DataFrame(
+            conn.execute(
+                "SELECT d.position, d.forward_return, d.strategy_return, d.close, r.close "
+                "FROM dashboard_data d JOIN raw_ohlcv r USING (symbol, ts)"
+            ).fetchall(),
+            columns=["position", "forward_return", "strategy_return", "close", "bar_close"],
+        )
     assert (rows["close"] == rows["bar_close"]).all()
     matured = rows.dropna(subset=["forward_return"])
     assert len(matured) == len(rows)  # 2024-03-10/11 labels all matured by the 12th day
@@ -108,8 +126,17 @@ def test_leaking_prediction_fails_the_blocking_check(graph):
     url = graph["url"]
     with connect(url) as conn, conn.transaction():
         leaky = registry.register_model(
-            conn, model_name="legacy_model", artifact=b"x", format="test", feature_set_id="f",
-            label_set_id="l", model_version_hash="h", params={}, metrics={}, train_start=None, train_end=None,
+            conn,
+            model_name="legacy_model",
+            artifact=b"x",
+            format="test",
+            feature_set_id="f",
+            label_set_id="l",
+            model_version_hash="h",
+            params={},
+            metrics={},
+            train_start=None,
+            train_end=None,
             labels_matured_until=datetime(2024, 3, 12, tzinfo=UTC),
         )
         conn.execute(
@@ -136,10 +163,13 @@ def test_sensor_requests_online_update_and_model_learns_each_row_once(graph):
     assert int(tick.run_requests[0].tags["new_labelled_rows"]) == count(url, "SELECT count(*) FROM ml_labels")
     first = run_assets(["online_model_river"], url, instance=instance)
     learned = metadata_of(first, "online_model_river")["new_rows_learned"]
-    learnable = count(url, """
+    learnable = count(
+        url,
+        """
         SELECT count(*) FROM ml_labels l JOIN ml_features_ohlcv f USING (symbol, ts)
         WHERE f.macd_hist_pct IS NOT NULL AND f.rsi_14 IS NOT NULL AND f.volume_zscore_24h IS NOT NULL
-          AND f.log_return_24h IS NOT NULL AND f.bb_pctb_20 IS NOT NULL""")
+          AND f.log_return_24h IS NOT NULL AND f.bb_pctb_20 IS NOT NULL""",
+    )
     assert learned == learnable == count(url, "SELECT count(*) FROM online_model_learned_rows")
     second = run_assets(["online_model_river"], url, instance=instance)
     assert metadata_of(second, "online_model_river")["new_rows_learned"] == 0
@@ -151,4 +181,4 @@ def test_sensor_requests_online_update_and_model_learns_each_row_once(graph):
     state = deserialize(artifact)
     assert state.rows_learned == learned
     assert 0.2 < online.metrics["prequential_accuracy"] < 1.0
-    assert MODEL_NAME != online.model_name
+    assert online.model_name != MODEL_NAME

@@ -11,7 +11,15 @@ from pipeline_assets.features.sentiment import (
     compute_sentiment_features,
     score_headlines,
 )
-from pipeline_assets.ml.labels import BUY, HOLD, LABEL_PARAMS, SELL, LabelInputError, compute_labels, label_set_id
+from pipeline_assets.ml.labels import (
+    BUY,
+    HOLD,
+    LABEL_PARAMS,
+    SELL,
+    LabelInputError,
+    compute_labels,
+    label_set_id,
+)
 from pipeline_assets.ml.signals import signals_from_probabilities, strategy_returns
 
 DAY = datetime(2024, 3, 1, tzinfo=UTC)
@@ -25,7 +33,11 @@ def test_forward_return_direction_and_maturity_by_hand():
     # h = 4: label(t0) uses close(t4)/close(t0) - 1 = 101/100 - 1 = +1% -> BUY
     closes = [100.0, 100.0, 100.0, 100.0, 101.0, 99.0, 100.1]
     labels, unmatured = compute_labels(_closes(closes), DAY, DAY + pd.Timedelta(hours=7))
-    assert list(labels["forward_return"].round(6)) == [0.01, round(99 / 100 - 1, 6), round(100.1 / 100 - 1, 6)]
+    assert list(labels["forward_return"].round(6)) == [
+        0.01,
+        round(99 / 100 - 1, 6),
+        round(100.1 / 100 - 1, 6),
+    ]
     assert list(labels["direction"]) == [BUY, SELL, HOLD]  # +0.1% is inside the +-0.25% band
     assert labels["matured_at"].iloc[0] == pd.Timestamp("2024-03-01T05:00Z")  # bar t4 closes at 05:00
     assert unmatured == 4
@@ -46,8 +58,12 @@ def test_label_set_id_depends_on_params_and_bad_input_is_refused():
     with pytest.raises(LabelInputError, match="duplicate bar ts"):
         compute_labels(pd.concat([_closes([1.0, 2.0]), _closes([1.0])]), DAY, DAY + pd.Timedelta(hours=1))
     with pytest.raises(LabelInputError, match="sell_threshold"):
-        compute_labels(_closes([1.0] * 6), DAY, DAY + pd.Timedelta(hours=1),
-                       {"horizon_hours": 4, "buy_threshold": -0.01, "sell_threshold": 0.01})
+        compute_labels(
+            _closes([1.0] * 6),
+            DAY,
+            DAY + pd.Timedelta(hours=1),
+            {"horizon_hours": 4, "buy_threshold": -0.01, "sell_threshold": 0.01},
+        )
 
 
 def _headlines(rows):
@@ -57,19 +73,30 @@ def _headlines(rows):
 
 
 def test_vader_scores_and_ids():
-    scored = score_headlines(_headlines([
-        ("2024-03-01T01:10Z", "BTCUSDT", "wire", "Bitcoin surges to a record high on great news"),
-        ("2024-03-01T01:20Z", "BTCUSDT", "wire", "Bitcoin crashes as terrible fraud scandal hurts investors"),
-    ]))
+    scored = score_headlines(
+        _headlines(
+            [
+                ("2024-03-01T01:10Z", "BTCUSDT", "wire", "Bitcoin surges to a record high on great news"),
+                (
+                    "2024-03-01T01:20Z",
+                    "BTCUSDT",
+                    "wire",
+                    "Bitcoin crashes as terrible fraud scandal hurts investors",
+                ),
+            ]
+        )
+    )
     assert scored["compound"].iloc[0] > 0.5 and scored["compound"].iloc[1] < -0.5
     assert scored["headline_id"].nunique() == 2 and scored["headline_id"].str.len().eq(20).all()
 
 
 def test_sentiment_features_use_only_headlines_known_at_bar_close():
-    headlines = pd.DataFrame({
-        "published_at": pd.to_datetime(["2024-03-01T00:30Z", "2024-03-01T01:00Z", "2024-03-01T02:59Z"], utc=True),
-        "compound": [0.5, -1.0, 0.2],
-    })
+    headlines = pd.DataFrame(
+        {
+            "published_at": pd.to_datetime(["2024-03-01T00:30Z", "2024-03-01T01:00Z", "2024-03-01T02:59Z"], utc=True),
+            "compound": [0.5, -1.0, 0.2],
+        }
+    )
     features = compute_sentiment_features(headlines, DAY, DAY + pd.Timedelta(hours=3))
     # bar 00:00 closes 01:00: sees only the 00:30 headline (01:00 is not before the close)
     assert features["headline_count_6h"].tolist() == [1, 2, 3]

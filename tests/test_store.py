@@ -7,18 +7,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline_assets.store import models as registry
 from pipeline_assets.store.db import DatabaseConfigError, connect, normalise_database_url
 from pipeline_assets.store.frames import DuplicateKeyError, StoreError, read_frame, upsert_frame
 from pipeline_assets.store.migrate import MigrationError, migrate, sql_dir
-from pipeline_assets.store import models as registry
 from pipeline_assets.store.quarantine import replace_quarantine
 
 
 def _bars(n: int = 5, close: float = 100.0) -> pd.DataFrame:
     ts = pd.date_range("2024-03-01", periods=n, freq="h", tz="UTC")
     return pd.DataFrame(
-        {"symbol": "BTCUSDT", "ts": ts, "open": close, "high": close + 1, "low": close - 1,
-         "close": np.linspace(close, close + n - 1, n), "volume": 10.0, "source": "test"}
+        {
+            "symbol": "BTCUSDT",
+            "ts": ts,
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": np.linspace(close, close + n - 1, n),
+            "volume": 10.0,
+            "source": "test",
+        }
     )
 
 
@@ -40,7 +48,14 @@ def test_migrations_are_recorded_and_idempotent(fresh_database):
         assert rows["0001_core.sql"] == "applied"
         assert rows["0002_timescale.timescale.sql"] == "skipped"
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    assert {"raw_ohlcv", "ml_labels", "ml_models_metadata", "ml_predictions", "dashboard_data", "quarantine"} <= tables
+    assert {
+        "raw_ohlcv",
+        "ml_labels",
+        "ml_models_metadata",
+        "ml_predictions",
+        "dashboard_data",
+        "quarantine",
+    } <= tables
 
 
 def test_changed_migration_is_refused(fresh_database, tmp_path):
@@ -60,7 +75,9 @@ def test_failed_migration_leaves_nothing_recorded(fresh_database, tmp_path):
     with pytest.raises(MigrationError, match="0100_broken.sql failed"):
         migrate(fresh_database, directory)
     with connect(fresh_database) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations WHERE version = '0100_broken.sql'").fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM schema_migrations WHERE version = '0100_broken.sql'").fetchone()[0] == 0
+        )
         assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None
 
 
@@ -109,8 +126,15 @@ def test_failed_write_rolls_back_the_whole_partition(warehouse_url):
 
 
 def test_nan_is_stored_as_null(warehouse_url):
-    features = pd.DataFrame({"symbol": ["ETHUSDT"], "ts": [pd.Timestamp("2024-03-01T00:00Z")],
-                             "feature_set_id": ["x"], "rsi_14": [np.nan], "log_return_1h": [0.01]})
+    features = pd.DataFrame(
+        {
+            "symbol": ["ETHUSDT"],
+            "ts": [pd.Timestamp("2024-03-01T00:00Z")],
+            "feature_set_id": ["x"],
+            "rsi_14": [np.nan],
+            "log_return_1h": [0.01],
+        }
+    )
     with connect(warehouse_url) as conn, conn.transaction():
         upsert_frame(conn, "ml_features_ohlcv", features, ["symbol", "ts"])
     with connect(warehouse_url) as conn:
@@ -131,8 +155,17 @@ def test_quarantine_replaces_rows_of_the_partition(warehouse_url):
 
 def _register(conn, name="m", artifact=b"model-bytes", matured="2024-03-10T00:00Z"):
     return registry.register_model(
-        conn, model_name=name, artifact=artifact, format="test", feature_set_id="f", label_set_id="l",
-        model_version_hash="h", params={"a": 1}, metrics={"acc": 0.5}, train_start=None, train_end=None,
+        conn,
+        model_name=name,
+        artifact=artifact,
+        format="test",
+        feature_set_id="f",
+        label_set_id="l",
+        model_version_hash="h",
+        params={"a": 1},
+        metrics={"acc": 0.5},
+        train_start=None,
+        train_end=None,
         labels_matured_until=pd.Timestamp(matured).to_pydatetime(),
     )
 

@@ -9,8 +9,12 @@ from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult,
 
 from pipeline_assets.assets._common import frame_metadata, stats_metadata
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
-from pipeline_assets.features.ohlcv_features import FEATURE_COLUMNS, FEATURE_SET_ID, LOOKBACK_HOURS
-from pipeline_assets.features.ohlcv_features import compute_ohlcv_features
+from pipeline_assets.features.ohlcv_features import (
+    FEATURE_COLUMNS,
+    FEATURE_SET_ID,
+    LOOKBACK_HOURS,
+    compute_ohlcv_features,
+)
 from pipeline_assets.features.sentiment import LOOKBACK_HOURS as SENTIMENT_LOOKBACK_HOURS
 from pipeline_assets.features.sentiment import compute_sentiment_features
 from pipeline_assets.ml.labels import HORIZON_HOURS, LABEL_SET_ID, compute_labels
@@ -115,7 +119,8 @@ def ml_labels(context: AssetExecutionContext, warehouse: WarehouseResource):
             # The online-update sensor reads this: rows that are new or changed in this run.
             "new_or_changed_rows": MetadataValue.int(stats.inserted + stats.updated),
             "unmatured_rows": MetadataValue.int(unmatured),
-            "class_counts": MetadataValue.json({"SELL": int(counts.get(0, 0)), "HOLD": int(counts.get(1, 0)),
-                                                "BUY": int(counts.get(2, 0))}),
+            "class_counts": MetadataValue.json(
+                {"SELL": int(counts.get(0, 0)), "HOLD": int(counts.get(1, 0)), "BUY": int(counts.get(2, 0))}
+            ),
         }
     )

@@ -27,7 +27,13 @@ from pipeline_assets.partitions import SYMBOLS, all_symbols_of_day, daily_partit
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import read_frame, upsert_frame
-from pipeline_assets.store.warehouse import read_labels, read_model_inputs, read_ohlcv, read_predictions, read_signals
+from pipeline_assets.store.warehouse import (
+    read_labels,
+    read_model_inputs,
+    read_ohlcv,
+    read_predictions,
+    read_signals,
+)
 
 LEAKAGE_CHECK = "model_trained_before_prediction_time"
 PROBABILITY_CHECK = "probabilities_sum_to_one"
@@ -64,11 +70,19 @@ def leakage_violations(conn, start, end) -> pd.DataFrame:
         direction_model_xgboost,
     ],
     check_specs=[
-        AssetCheckSpec(LEAKAGE_CHECK, asset="ml_predictions", blocking=True,
-                       description="Every prediction comes from a model whose training labels all matured "
-                                   "before the predicted hour."),
-        AssetCheckSpec(PROBABILITY_CHECK, asset="ml_predictions", blocking=True,
-                       description="Class probabilities are in [0, 1] and sum to 1."),
+        AssetCheckSpec(
+            LEAKAGE_CHECK,
+            asset="ml_predictions",
+            blocking=True,
+            description="Every prediction comes from a model whose training labels all matured "
+            "before the predicted hour.",
+        ),
+        AssetCheckSpec(
+            PROBABILITY_CHECK,
+            asset="ml_predictions",
+            blocking=True,
+            description="Class probabilities are in [0, 1] and sum to 1.",
+        ),
     ],
 )
 def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource):
@@ -115,21 +129,32 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
         leaks = leakage_violations(conn, start, day_end)
         stored = read_predictions(conn, SYMBOLS, start, day_end, direction_xgb.MODEL_NAME)
     total = stored[["prob_sell", "prob_hold", "prob_buy"]].sum(axis=1)
-    bad_proba = stored[((total - 1).abs() > 1e-5)
-                       | (stored[["prob_sell", "prob_hold", "prob_buy"]] < 0).any(axis=1)
-                       | (stored[["prob_sell", "prob_hold", "prob_buy"]] > 1).any(axis=1)]
+    bad_proba = stored[
+        ((total - 1).abs() > 1e-5)
+        | (stored[["prob_sell", "prob_hold", "prob_buy"]] < 0).any(axis=1)
+        | (stored[["prob_sell", "prob_hold", "prob_buy"]] > 1).any(axis=1)
+    ]
     checks = [
         AssetCheckResult(
-            asset_key="ml_predictions", check_name=LEAKAGE_CHECK, passed=leaks.empty,
+            asset_key="ml_predictions",
+            check_name=LEAKAGE_CHECK,
+            passed=leaks.empty,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"violations": len(leaks), "model_id": record.model_id,
-                      "model_labels_matured_until": record.labels_matured_until.isoformat(),
-                      **({"first_violation": MetadataValue.md(leaks.head(10).to_markdown(index=False))}
-                         if len(leaks) else {})},
+            metadata={
+                "violations": len(leaks),
+                "model_id": record.model_id,
+                "model_labels_matured_until": record.labels_matured_until.isoformat(),
+                **(
+                    {"first_violation": MetadataValue.md(leaks.head(10).to_markdown(index=False))} if len(leaks) else {}
+                ),
+            },
         ),
         AssetCheckResult(
-            asset_key="ml_predictions", check_name=PROBABILITY_CHECK, passed=bad_proba.empty,
-            severity=AssetCheckSeverity.ERROR, metadata={"violations": len(bad_proba)},
+            asset_key="ml_predictions",
+            check_name=PROBABILITY_CHECK,
+            passed=bad_proba.empty,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"violations": len(bad_proba)},
         ),
     ]
     return MaterializeResult(
@@ -147,8 +172,13 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
     )
 
 
-@asset(partitions_def=daily_partitions, group_name="inference", kinds={"postgres"}, deps=[ml_predictions],
-       metadata={"signal_rule_id": SIGNAL_RULE_ID})
+@asset(
+    partitions_def=daily_partitions,
+    group_name="inference",
+    kinds={"postgres"},
+    deps=[ml_predictions],
+    metadata={"signal_rule_id": SIGNAL_RULE_ID},
+)
 def trading_signals(context: AssetExecutionContext, warehouse: WarehouseResource):
     """BUY / SELL / HOLD per symbol and hour from the day's direction probabilities."""
     start, end = day_window(context.partition_key)
@@ -173,8 +203,11 @@ def trading_signals(context: AssetExecutionContext, warehouse: WarehouseResource
     partitions_def=daily_partitions,
     group_name="dashboard",
     kinds={"postgres"},
-    deps=[trading_signals, AssetDep(raw_ohlcv, partition_mapping=all_symbols_of_day),
-          AssetDep(ml_labels, partition_mapping=all_symbols_of_day)],
+    deps=[
+        trading_signals,
+        AssetDep(raw_ohlcv, partition_mapping=all_symbols_of_day),
+        AssetDep(ml_labels, partition_mapping=all_symbols_of_day),
+    ],
 )
 def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource):
     """One row per symbol and hour: price, signal, probabilities and, once the label has matured,
@@ -197,8 +230,18 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
         first = rows.loc[no_bar].iloc[0]
         raise Failure(f"dashboard_data: signal without a stored bar for {first['symbol']} at {first['ts']}")
     rows["strategy_return"] = strategy_returns(rows["position"].to_numpy(), rows["forward_return"].to_numpy())
-    columns = ["symbol", "ts", "close", "signal", "position", "prob_buy", "prob_sell", "forward_return",
-               "strategy_return", "model_id"]
+    columns = [
+        "symbol",
+        "ts",
+        "close",
+        "signal",
+        "position",
+        "prob_buy",
+        "prob_sell",
+        "forward_return",
+        "strategy_return",
+        "model_id",
+    ]
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "dashboard_data", rows[columns], ["symbol", "ts"])
     traded = rows[(rows["position"] != 0) & rows["forward_return"].notna()]

@@ -54,8 +54,11 @@ def _contract_check_results(stored: pd.DataFrame, symbol: str) -> list[AssetChec
             metadata["violating_rows"] = MetadataValue.md(bad.head(10).to_markdown(index=False))
         results.append(
             AssetCheckResult(
-                asset_key="raw_ohlcv", check_name=check_name, passed=bad.empty,
-                severity=AssetCheckSeverity.ERROR, metadata=metadata,
+                asset_key="raw_ohlcv",
+                check_name=check_name,
+                passed=bad.empty,
+                severity=AssetCheckSeverity.ERROR,
+                metadata=metadata,
             )
         )
     return results
@@ -66,10 +69,15 @@ def _contract_check_results(stored: pd.DataFrame, symbol: str) -> list[AssetChec
     group_name="ingestion",
     kinds={"postgres"},
     check_specs=[
-        *(AssetCheckSpec(name, asset="raw_ohlcv", blocking=True, description=description)
-          for name, (_rules, description) in OHLCV_CONTRACT_CHECKS.items()),
-        AssetCheckSpec(COMPLETE_DAY_CHECK, asset="raw_ohlcv",
-                       description="Every closed hour of the day has a bar (warns on gaps)."),
+        *(
+            AssetCheckSpec(name, asset="raw_ohlcv", blocking=True, description=description)
+            for name, (_rules, description) in OHLCV_CONTRACT_CHECKS.items()
+        ),
+        AssetCheckSpec(
+            COMPLETE_DAY_CHECK,
+            asset="raw_ohlcv",
+            description="Every closed hour of the day has a bar (warns on gaps).",
+        ),
     ],
 )
 def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, market: MarketDataResource):
@@ -104,7 +112,9 @@ def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, mark
     checks = _contract_check_results(stored, symbol)
     checks.append(
         AssetCheckResult(
-            asset_key="raw_ohlcv", check_name=COMPLETE_DAY_CHECK, passed=missing_hours == 0,
+            asset_key="raw_ohlcv",
+            check_name=COMPLETE_DAY_CHECK,
+            passed=missing_hours == 0,
             severity=AssetCheckSeverity.WARN,
             metadata={"expected_hours": expected_hours, "missing_hours": missing_hours},
         )
@@ -140,18 +150,36 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
     wrong_symbol = headlines["symbol"] != symbol
     rejected = headlines[blank | outside | wrong_symbol].copy()
     rejected["reason"] = [
-        "; ".join(r for r, flag in (("empty headline", b), ("published_at outside partition window", o),
-                                    (f"symbol is not {symbol}", w)) if flag)
+        "; ".join(
+            r
+            for r, flag in (
+                ("empty headline", b),
+                ("published_at outside partition window", o),
+                (f"symbol is not {symbol}", w),
+            )
+            if flag
+        )
         for b, o, w in zip(blank[rejected.index], outside[rejected.index], wrong_symbol[rejected.index], strict=True)
     ]
     scored = score_headlines(headlines.drop(index=rejected.index))
     repeated = scored.duplicated(subset=["symbol", "published_at", "headline_id"], keep="first")
     if repeated.any():
-        copies = scored.loc[repeated, list(headlines.columns)].assign(reason="duplicate headline (same source, time, text)")
+        copies = scored.loc[repeated, list(headlines.columns)].assign(
+            reason="duplicate headline (same source, time, text)"
+        )
         rejected = pd.concat([rejected, copies], ignore_index=True)
         scored = scored[~repeated]
-    columns = ["symbol", "published_at", "headline_id", "source", "headline", "compound", "positive",
-               "neutral", "negative"]
+    columns = [
+        "symbol",
+        "published_at",
+        "headline_id",
+        "source",
+        "headline",
+        "compound",
+        "positive",
+        "neutral",
+        "negative",
+    ]
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "raw_sentiment", scored[columns], ["symbol", "published_at", "headline_id"])
         quarantined = replace_quarantine(

@@ -21,7 +21,12 @@ from pydantic import Field
 from pipeline_assets.assets._common import utc_now
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.ml import direction_xgb, online_river
-from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS, MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
+from pipeline_assets.ml.dataset import (
+    MODEL_FEATURE_COLUMNS,
+    MODEL_FEATURE_SET_ID,
+    DatasetError,
+    split_complete_rows,
+)
 from pipeline_assets.ml.labels import LABEL_SET_ID
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.resources import WarehouseResource
@@ -66,7 +71,9 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
         complete, incomplete = split_complete_rows(frame)
         trained = direction_xgb.train_direction_model(complete, params)
     except (DatasetError, direction_xgb.TrainingError) as exc:
-        raise Failure(f"direction_model_xgboost: {exc} (window {train_start.isoformat()} .. {train_end.isoformat()})") from exc
+        raise Failure(
+            f"direction_model_xgboost: {exc} (window {train_start.isoformat()} .. {train_end.isoformat()})"
+        ) from exc
 
     with warehouse.transaction() as conn:
         candidate = registry.register_model(
@@ -77,7 +84,11 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             feature_set_id=MODEL_FEATURE_SET_ID,
             label_set_id=LABEL_SET_ID,
             model_version_hash=params.version_hash(),
-            params={**asdict(params), "feature_columns": list(MODEL_FEATURE_COLUMNS), "symbols": list(SYMBOLS)},
+            params={
+                **asdict(params),
+                "feature_columns": list(MODEL_FEATURE_COLUMNS),
+                "symbols": list(SYMBOLS),
+            },
             metrics=trained.metrics,
             train_start=trained.train_start,
             train_end=trained.train_end,
@@ -123,7 +134,8 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             "test_log_loss": MetadataValue.float(test["log_loss"]),
             "test_majority_class_accuracy": MetadataValue.float(test["majority_class_accuracy"]),
             "champion_log_loss_on_unseen_test": MetadataValue.float(champion_loss)
-            if champion_loss is not None else MetadataValue.text("n/a"),
+            if champion_loss is not None
+            else MetadataValue.text("n/a"),
             "champion_comparison_rows": MetadataValue.int(compared_rows),
             "feature_importance": MetadataValue.md(
                 pd.DataFrame(importance, columns=["feature", "gain_share"]).to_markdown(index=False, floatfmt=".4f")
@@ -135,7 +147,11 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
 ONLINE_BATCH_LIMIT = 200_000
 
 
-@asset(group_name="models", kinds={"river", "postgres"}, deps=[ml_labels, ml_features_ohlcv, ml_features_sentiment])
+@asset(
+    group_name="models",
+    kinds={"river", "postgres"},
+    deps=[ml_labels, ml_features_ohlcv, ml_features_sentiment],
+)
 def online_model_river(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Learn every matured labelled row not learned before, oldest first, and register the new
     state as the online model's champion version. Rows still missing features wait for a later run."""
@@ -171,7 +187,8 @@ def online_model_river(context: AssetExecutionContext, warehouse: WarehouseResou
             params={**online_river.ONLINE_PARAMS, "feature_columns": list(MODEL_FEATURE_COLUMNS)},
             metrics={**state.summary(), **batch},
             train_start=previous.train_start if previous else learnable["ts"].min().to_pydatetime(),
-            train_end=max(learnable["ts"].max().to_pydatetime(), previous.train_end) if previous
+            train_end=max(learnable["ts"].max().to_pydatetime(), previous.train_end)
+            if previous
             else learnable["ts"].max().to_pydatetime(),
             labels_matured_until=matured_until,
         )

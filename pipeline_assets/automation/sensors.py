@@ -5,7 +5,15 @@ when several materialisations land between ticks."""
 
 from __future__ import annotations
 
-from dagster import AssetKey, AssetRecordsFilter, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from pipeline_assets.automation.jobs import online_update_job
 
@@ -23,7 +31,9 @@ def labelled_rows_sensor(context: SensorEvaluationContext):
     partitions: set[str] = set()
     while True:
         result = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=LABELS_KEY, after_storage_id=last_seen), limit=PAGE_SIZE, ascending=True
+            AssetRecordsFilter(asset_key=LABELS_KEY, after_storage_id=last_seen),
+            limit=PAGE_SIZE,
+            ascending=True,
         )
         for record in result.records:
             last_seen = record.storage_id

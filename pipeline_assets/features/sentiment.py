@@ -62,15 +62,20 @@ def compute_sentiment_features(headlines: pd.DataFrame, start: datetime, end: da
     the 24 hours before ``start``.
     """
     hours = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="h", inclusive="left")
-    published = headlines["published_at"].to_numpy(dtype="datetime64[ns]") if len(headlines) else np.array(
-        [], dtype="datetime64[ns]"
+    published = (
+        headlines["published_at"].to_numpy(dtype="datetime64[ns]")
+        if len(headlines)
+        else np.array([], dtype="datetime64[ns]")
     )
     order = np.argsort(published, kind="stable")
     published = published[order]
     compound = headlines["compound"].to_numpy(dtype=np.float64)[order] if len(headlines) else np.array([])
     close_times = (hours + pd.Timedelta(hours=1)).to_numpy(dtype="datetime64[ns]")
     out: dict[str, list] = {c: [] for c in SENTIMENT_FEATURE_COLUMNS}
-    for window, suffix in ((SENTIMENT_PARAMS["short_window_hours"], "6h"), (SENTIMENT_PARAMS["long_window_hours"], "24h")):
+    for window, suffix in (
+        (SENTIMENT_PARAMS["short_window_hours"], "6h"),
+        (SENTIMENT_PARAMS["long_window_hours"], "24h"),
+    ):
         lo = np.searchsorted(published, close_times - np.timedelta64(window, "h"), side="left")
         hi = np.searchsorted(published, close_times, side="left")
         for a, b in zip(lo, hi, strict=True):

@@ -23,7 +23,10 @@ class DatasetError(ValueError):
 def check_feature_sets(frame: pd.DataFrame) -> None:
     """Refuse rows computed by another feature-set version: mixing them would train or predict
     on features that mean something else."""
-    expected = {"ohlcv_feature_set_id": OHLCV_FEATURE_SET_ID, "sentiment_feature_set_id": SENTIMENT_FEATURE_SET_ID}
+    expected = {
+        "ohlcv_feature_set_id": OHLCV_FEATURE_SET_ID,
+        "sentiment_feature_set_id": SENTIMENT_FEATURE_SET_ID,
+    }
     for column, wanted in expected.items():
         if column not in frame.columns:
             raise DatasetError(f"model input frame lacks {column}")

@@ -42,8 +42,13 @@ class XgbTrainingParams:
     def version_hash(self) -> str:
         return content_id(
             "xgb",
-            {"params": asdict(self), "features": MODEL_FEATURE_SET_ID, "labels": LABEL_SET_ID,
-             "columns": MODEL_FEATURE_COLUMNS, "xgboost": xgb.__version__},
+            {
+                "params": asdict(self),
+                "features": MODEL_FEATURE_SET_ID,
+                "labels": LABEL_SET_ID,
+                "columns": MODEL_FEATURE_COLUMNS,
+                "xgboost": xgb.__version__,
+            },
         )
 
 
@@ -81,7 +86,9 @@ def purged_time_split(frame: pd.DataFrame, validation_fraction: float, test_frac
     validation = frame[(frame["ts"] >= val_start) & (frame["ts"] < test_start) & (frame["matured_at"] <= test_start)]
     test = frame[frame["ts"] >= test_start]
     purged = len(frame) - len(train) - len(validation) - len(test)
-    return TimeSplit(train.reset_index(drop=True), validation.reset_index(drop=True), test.reset_index(drop=True), purged)
+    return TimeSplit(
+        train.reset_index(drop=True), validation.reset_index(drop=True), test.reset_index(drop=True), purged
+    )
 
 
 def _xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +147,8 @@ def train_direction_model(frame: pd.DataFrame, params: XgbTrainingParams | None 
         n_jobs=2,
     )
     model.fit(
-        x_train, y_train,
+        x_train,
+        y_train,
         sample_weight=compute_sample_weight("balanced", y_train),
         eval_set=[(x_val, y_val)],
         verbose=False,
@@ -189,5 +197,3 @@ def should_promote(candidate_test_log_loss: float, champion_test_log_loss: float
     """Promote when there is no champion or the candidate is at least as good on the candidate's
     own held-out test slice (the champion is re-scored on the same rows)."""
     return champion_test_log_loss is None or candidate_test_log_loss <= champion_test_log_loss
-
-

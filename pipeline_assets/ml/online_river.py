@@ -19,7 +19,12 @@ from pipeline_assets.ml.labels import LABEL_SET_ID
 
 MODEL_NAME = "direction_river"
 ARTIFACT_FORMAT = "river-pickle"
-ONLINE_PARAMS = {"learning_rate": 0.02, "l2": 1e-4, "scaler": "StandardScaler", "strategy": "one-vs-rest-logreg"}
+ONLINE_PARAMS = {
+    "learning_rate": 0.02,
+    "l2": 1e-4,
+    "scaler": "StandardScaler",
+    "strategy": "one-vs-rest-logreg",
+}
 ONLINE_VERSION_HASH = content_id(
     "river", {"params": ONLINE_PARAMS, "features": MODEL_FEATURE_SET_ID, "labels": LABEL_SET_ID}
 )

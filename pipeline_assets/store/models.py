@@ -87,9 +87,20 @@ def register_model(
         RETURNING model_id
         """,
         (
-            model_name, version, format, artifact, sha256_hex(artifact), feature_set_id, label_set_id,
-            model_version_hash, json.dumps(params, sort_keys=True), json.dumps(metrics, sort_keys=True),
-            train_start, train_end, labels_matured_until, status,
+            model_name,
+            version,
+            format,
+            artifact,
+            sha256_hex(artifact),
+            feature_set_id,
+            label_set_id,
+            model_version_hash,
+            json.dumps(params, sort_keys=True),
+            json.dumps(metrics, sort_keys=True),
+            train_start,
+            train_end,
+            labels_matured_until,
+            status,
         ),
     ).fetchone()
     return get_model(conn, model_id)
@@ -117,9 +128,7 @@ def _record(row: tuple) -> ModelRecord:
 
 
 def get_model(conn: psycopg.Connection, model_id: int) -> ModelRecord:
-    row = conn.execute(
-        f"SELECT {_RECORD_COLUMNS} FROM ml_models_metadata WHERE model_id = %s", (model_id,)
-    ).fetchone()
+    row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM ml_models_metadata WHERE model_id = %s", (model_id,)).fetchone()
     if row is None:
         raise ModelNotFoundError(f"no model with model_id={model_id}")
     return _record(row)
@@ -135,8 +144,7 @@ def champion(conn: psycopg.Connection, model_name: str) -> ModelRecord | None:
 
 def latest_model(conn: psycopg.Connection, model_name: str) -> ModelRecord | None:
     row = conn.execute(
-        f"SELECT {_RECORD_COLUMNS} FROM ml_models_metadata WHERE model_name = %s "
-        "ORDER BY version DESC LIMIT 1",
+        f"SELECT {_RECORD_COLUMNS} FROM ml_models_metadata WHERE model_name = %s ORDER BY version DESC LIMIT 1",
         (model_name,),
     ).fetchone()
     return _record(row) if row else None
@@ -174,9 +182,7 @@ def model_for_prediction(conn: psycopg.Connection, model_name: str, first_predic
 def load_artifact(conn: psycopg.Connection, model_id: int) -> tuple[ModelRecord, bytes]:
     """Artifact bytes of a model, verified against the recorded sha256 before anything uses them."""
     record = get_model(conn, model_id)
-    (artifact,) = conn.execute(
-        "SELECT artifact FROM ml_models_metadata WHERE model_id = %s", (model_id,)
-    ).fetchone()
+    (artifact,) = conn.execute("SELECT artifact FROM ml_models_metadata WHERE model_id = %s", (model_id,)).fetchone()
     artifact = bytes(artifact)
     actual = sha256_hex(artifact)
     if actual != record.artifact_sha256:

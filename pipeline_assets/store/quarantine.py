@@ -20,18 +20,14 @@ def _json_value(value: object) -> object:
     return value
 
 
-def replace_quarantine(
-    conn: psycopg.Connection, table_name: str, partition_key: str, rejected: pd.DataFrame
-) -> int:
+def replace_quarantine(conn: psycopg.Connection, table_name: str, partition_key: str, rejected: pd.DataFrame) -> int:
     """Replace the partition's quarantine rows with ``rejected`` (which needs a ``reason`` column).
 
     Replacing (not appending) keeps a re-materialised partition from piling up copies.
     """
     if not rejected.empty and "reason" not in rejected.columns:
         raise ValueError("rejected rows need a 'reason' column")
-    conn.execute(
-        "DELETE FROM quarantine WHERE table_name = %s AND partition_key = %s", (table_name, partition_key)
-    )
+    conn.execute("DELETE FROM quarantine WHERE table_name = %s AND partition_key = %s", (table_name, partition_key))
     if rejected.empty:
         return 0
     rows = []

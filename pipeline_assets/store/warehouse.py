@@ -40,10 +40,9 @@ def _time_range(
     end: datetime,
     ts_column: str = "ts",
 ) -> pd.DataFrame:
-    query = sql.SQL("SELECT {cols} FROM {table} WHERE symbol = ANY(%s) AND {ts} >= %s AND {ts} < %s "
-                    "ORDER BY symbol, {ts}").format(
-        cols=sql.SQL(columns), table=sql.Identifier(table), ts=sql.Identifier(ts_column)
-    )
+    query = sql.SQL(
+        "SELECT {cols} FROM {table} WHERE symbol = ANY(%s) AND {ts} >= %s AND {ts} < %s ORDER BY symbol, {ts}"
+    ).format(cols=sql.SQL(columns), table=sql.Identifier(table), ts=sql.Identifier(ts_column))
     return read_frame(conn, query, (list(symbols), start, end))
 
 
@@ -53,8 +52,13 @@ def read_ohlcv(conn: psycopg.Connection, symbols: Sequence[str], start: datetime
 
 def read_headlines(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
     return _time_range(
-        conn, "raw_sentiment", "symbol, published_at, headline_id, source, headline, compound",
-        symbols, start, end, ts_column="published_at",
+        conn,
+        "raw_sentiment",
+        "symbol, published_at, headline_id, source, headline, compound",
+        symbols,
+        start,
+        end,
+        ts_column="published_at",
     )
 
 
@@ -62,7 +66,12 @@ def read_ohlcv_features(
     conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime
 ) -> pd.DataFrame:
     return _time_range(
-        conn, "ml_features_ohlcv", f"symbol, ts, feature_set_id, {OHLCV_FEATURE_COLUMNS_SQL}", symbols, start, end
+        conn,
+        "ml_features_ohlcv",
+        f"symbol, ts, feature_set_id, {OHLCV_FEATURE_COLUMNS_SQL}",
+        symbols,
+        start,
+        end,
     )
 
 
@@ -70,17 +79,24 @@ def read_sentiment_features(
     conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime
 ) -> pd.DataFrame:
     return _time_range(
-        conn, "ml_features_sentiment",
+        conn,
+        "ml_features_sentiment",
         "symbol, ts, feature_set_id, sentiment_mean_6h, sentiment_mean_24h, sentiment_min_6h, "
         "sentiment_max_6h, headline_count_6h, headline_count_24h",
-        symbols, start, end,
+        symbols,
+        start,
+        end,
     )
 
 
 def read_labels(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
     return _time_range(
-        conn, "ml_labels", "symbol, ts, label_set_id, horizon_hours, forward_return, direction, matured_at",
-        symbols, start, end,
+        conn,
+        "ml_labels",
+        "symbol, ts, label_set_id, horizon_hours, forward_return, direction, matured_at",
+        symbols,
+        start,
+        end,
     )
 
 
@@ -97,20 +113,24 @@ def read_predictions(
 
 def read_signals(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
     return _time_range(
-        conn, "trading_signals", "symbol, ts, model_id, signal, position, edge, signal_rule_id", symbols, start, end
+        conn,
+        "trading_signals",
+        "symbol, ts, model_id, signal, position, edge, signal_rule_id",
+        symbols,
+        start,
+        end,
     )
 
 
-def read_model_inputs(
-    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime
-) -> pd.DataFrame:
+def read_model_inputs(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
     """OHLCV and sentiment features joined on (symbol, ts); sentiment may be absent (NaN)."""
     return read_frame(
         conn,
         f"""
         SELECT f.symbol, f.ts, f.feature_set_id AS ohlcv_feature_set_id,
-               s.feature_set_id AS sentiment_feature_set_id, {', '.join(
-                   'f.' + c.strip() for c in OHLCV_FEATURE_COLUMNS_SQL.split(','))},
+               s.feature_set_id AS sentiment_feature_set_id, {
+            ", ".join("f." + c.strip() for c in OHLCV_FEATURE_COLUMNS_SQL.split(","))
+        },
                s.sentiment_mean_6h, s.sentiment_mean_24h, s.sentiment_min_6h, s.sentiment_max_6h,
                s.headline_count_6h::float8 AS headline_count_6h,
                s.headline_count_24h::float8 AS headline_count_24h
@@ -155,7 +175,9 @@ def read_unlearned_rows(conn: psycopg.Connection, model_name: str, limit: int) -
     if labels.empty:
         return labels
     inputs = read_model_inputs(
-        conn, sorted(labels["symbol"].unique()), labels["ts"].min().to_pydatetime(),
+        conn,
+        sorted(labels["symbol"].unique()),
+        labels["ts"].min().to_pydatetime(),
         labels["ts"].max().to_pydatetime() + pd.Timedelta(microseconds=1),
     )
     return labels.merge(inputs, on=["symbol", "ts"], how="inner").sort_values(["ts", "symbol"], ignore_index=True)
