@@ -1,6 +1,5 @@
 """The code location: every asset, job, schedule, sensor and resource."""
 
-from __future__ import annotations
 
 import os
 

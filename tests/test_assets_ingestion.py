@@ -54,7 +54,7 @@ def _csv_with_bad_rows(tmp_path) -> pd.DataFrame:
     bars.loc[3, "close"] = np.nan
     bars.loc[7, ["high", "low"]] = [bars.loc[7, "low"] - 1, bars.loc[7, "high"] + 1]
     bars.loc[11, "open"] = -5.0
-    conflicting = bars.iloc[[15]].assign(close=bars.loc[15, "close"] * 1.01)
+    conflicting = bars.iloc[[15]].assign(volume=bars.loc[15, "volume"] * 2)
     frame = pd.concat([bars, conflicting], ignore_index=True)
     write_csv(frame, tmp_path / "ETHUSDT.csv")
     return frame

@@ -1,6 +1,5 @@
 """Ingestion: raw bars and scored headlines, one (day, symbol) partition per run."""
 
-from __future__ import annotations
 
 import pandas as pd
 from dagster import (

@@ -1,7 +1,6 @@
 """Models: the XGBoost direction model (retrained on schedule) and the River online model
 (updated by a sensor as labelled rows land). Each materialisation registers a new version."""
 
-from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime, timedelta

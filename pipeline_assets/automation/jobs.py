@@ -1,24 +1,20 @@
 """Jobs the schedules and sensors launch."""
 
-from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
-from pipeline_assets.partitions import daily_partitions, daily_symbol_partitions
 
 ingestion_job = define_asset_job(
     "ingestion_job",
     selection=AssetSelection.assets(
         "raw_ohlcv", "raw_sentiment", "ml_features_ohlcv", "ml_features_sentiment", "ml_labels"
     ),
-    partitions_def=daily_symbol_partitions,
     description="Ingest one (day, symbol) partition and compute its features and labels.",
 )
 
 inference_job = define_asset_job(
     "inference_job",
     selection=AssetSelection.assets("ml_predictions", "trading_signals", "dashboard_data"),
-    partitions_def=daily_partitions,
     description="Predictions, signals and dashboard rows for one day, all symbols.",
 )
 

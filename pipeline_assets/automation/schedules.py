@@ -1,6 +1,5 @@
 """Hourly ingestion and inference, daily retraining."""
 
-from __future__ import annotations
 
 from datetime import timedelta
 

@@ -1,0 +1,194 @@
+"""Technical indicator kernels (numba). Every value at index i uses only indices <= i; NaN marks
+an unfilled window. Public functions validate arguments, then call the compiled kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _log_return_kernel(close, periods):
+    out = np.full(close.shape[0], np.nan)
+    for i in range(periods, close.shape[0]):
+        out[i] = np.log(close[i] / close[i - periods])
+    return out
+
+
+@njit(cache=True)
+def _ema_kernel(values, span):
+    n = values.shape[0]
+    out = np.full(n, np.nan)
+    alpha = 2.0 / (span + 1.0)
+    seen = 0
+    total = 0.0
+    current = np.nan
+    for i in range(n):
+        v = values[i]
+        if np.isnan(v):
+            if seen >= span:
+                out[i] = current
+            continue
+        if seen < span:
+            total += v
+            seen += 1
+            if seen == span:
+                current = total / span
+                out[i] = current
+        else:
+            current = alpha * v + (1.0 - alpha) * current
+            out[i] = current
+    return out
+
+
+@njit(cache=True)
+def _wilder_rsi_kernel(close, period):
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    if n <= period:
+        return out
+    gain_sum = 0.0
+    loss_sum = 0.0
+    for i in range(1, period + 1):
+        change = close[i] - close[i - 1]
+        if change > 0:
+            gain_sum += change
+        else:
+            loss_sum -= change
+    avg_gain = gain_sum / period
+    avg_loss = loss_sum / period
+    out[period] = _rsi_value(avg_gain, avg_loss)
+    for i in range(period + 1, n):
+        change = close[i] - close[i - 1]
+        gain = change if change > 0 else 0.0
+        loss = -change if change < 0 else 0.0
+        avg_gain = (avg_gain * (period - 1) + gain) / period
+        avg_loss = (avg_loss * (period - 1) + loss) / period
+        out[i] = _rsi_value(avg_gain, avg_loss)
+    return out
+
+
+@njit(cache=True)
+def _rsi_value(avg_gain, avg_loss):
+    if avg_loss == 0.0:
+        return 100.0 if avg_gain > 0.0 else 50.0
+    return 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+
+
+@njit(cache=True)
+def _wilder_atr_kernel(high, low, close, period):
+    n = high.shape[0]
+    out = np.full(n, np.nan)
+    if n < period:
+        return out
+    total = 0.0
+    atr = 0.0
+    for i in range(n):
+        if i == 0:
+            tr = high[0] - low[0]
+        else:
+            tr = max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1]))
+        if i < period:
+            total += tr
+            if i == period - 1:
+                atr = total / period
+                out[i] = atr
+        else:
+            atr = (atr * (period - 1) + tr) / period
+            out[i] = atr
+    return out
+
+
+@njit(cache=True)
+def _rolling_mean_kernel(values, window):
+    n = values.shape[0]
+    out = np.full(n, np.nan)
+    for i in range(window - 1, n):
+        total = 0.0
+        for j in range(i - window + 1, i + 1):
+            total += values[j]
+        out[i] = total / window
+    return out
+
+
+@njit(cache=True)
+def _rolling_std_kernel(values, window, ddof):
+    # Two-pass per window: O(n * window) but exact and stable; windows here are <= 24.
+    n = values.shape[0]
+    out = np.full(n, np.nan)
+    if window - ddof <= 0:
+        return out
+    for i in range(window - 1, n):
+        total = 0.0
+        for j in range(i - window + 1, i + 1):
+            total += values[j]
+        mean = total / window
+        squares = 0.0
+        for j in range(i - window + 1, i + 1):
+            d = values[j] - mean
+            squares += d * d
+        out[i] = np.sqrt(squares / (window - ddof))
+    return out
+
+
+@njit(cache=True)
+def _bollinger_pctb_kernel(close, window, num_std):
+    mean = _rolling_mean_kernel(close, window)
+    std = _rolling_std_kernel(close, window, 0)
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    for i in range(n):
+        if np.isnan(mean[i]):
+            continue
+        upper = mean[i] + num_std * std[i]
+        lower = mean[i] - num_std * std[i]
+        out[i] = 0.5 if upper == lower else (close[i] - lower) / (upper - lower)
+    return out
+
+
+def _as_array(values, name: str) -> np.ndarray:
+    array = np.ascontiguousarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    return array
+
+
+def _positive(value: int, name: str) -> int:
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def log_return(close, periods: int) -> np.ndarray:
+    return _log_return_kernel(_as_array(close, "close"), _positive(periods, "periods"))
+
+
+def ema(values, span: int) -> np.ndarray:
+    return _ema_kernel(_as_array(values, "values"), _positive(span, "span"))
+
+
+def wilder_rsi(close, period: int) -> np.ndarray:
+    return _wilder_rsi_kernel(_as_array(close, "close"), _positive(period, "period"))
+
+
+def wilder_atr(high, low, close, period: int) -> np.ndarray:
+    high, low, close = _as_array(high, "high"), _as_array(low, "low"), _as_array(close, "close")
+    if not high.shape == low.shape == close.shape:
+        raise ValueError(f"high, low and close lengths differ: {high.shape[0]}, {low.shape[0]}, {close.shape[0]}")
+    return _wilder_atr_kernel(high, low, close, _positive(period, "period"))
+
+
+def rolling_mean(values, window: int) -> np.ndarray:
+    return _rolling_mean_kernel(_as_array(values, "values"), _positive(window, "window"))
+
+
+def rolling_std(values, window: int, ddof: int = 1) -> np.ndarray:
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 or 1, got {ddof!r}")
+    return _rolling_std_kernel(_as_array(values, "values"), _positive(window, "window"), ddof)
+
+
+def bollinger_pctb(close, window: int, num_std: float) -> np.ndarray:
+    if not num_std > 0:
+        raise ValueError(f"num_std must be > 0, got {num_std!r}")
+    return _bollinger_pctb_kernel(_as_array(close, "close"), _positive(window, "window"), float(num_std))
