@@ -1,6 +1,5 @@
 """The code location: every asset, job, schedule, sensor and resource."""
 
-
 import os
 
 from dagster import Definitions, EnvVar

@@ -1,6 +1,5 @@
 """Dagster resources: the warehouse connection and the market data sources."""
 
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 from dagster import DagsterInstance
 from dagster_helpers import count, metadata_of, run_assets
-from pipeline_assets.sources.csv_dir import write_csv
-from pipeline_assets.sources.synthetic import SyntheticMarket
 
 from pipeline_assets.partitions import daily_symbol_key
 from pipeline_assets.resources import MarketDataResource
+from pipeline_assets.sources.csv_dir import write_csv
+from pipeline_assets.sources.synthetic import SyntheticMarket
 from pipeline_assets.store.db import connect
 
 DAY = "2024-03-05"

@@ -1,6 +1,5 @@
 """Small helpers shared by the asset modules: clocks, metadata, failures."""
 
-
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd

@@ -1,6 +1,5 @@
 """Feature and label tables per (day, symbol); lookback and look-forward read explicit ranges."""
 
-
 import math
 from datetime import timedelta
 

@@ -1,6 +1,5 @@
 """Cross-symbol daily assets: predictions, trading signals and dashboard rows."""
 
-
 import numpy as np
 import pandas as pd
 from dagster import (

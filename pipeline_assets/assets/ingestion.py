@@ -1,6 +1,5 @@
 """Ingestion: raw bars and scored headlines, one (day, symbol) partition per run."""
 
-
 import pandas as pd
 from dagster import (
     AssetCheckResult,

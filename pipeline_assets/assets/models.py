@@ -1,7 +1,6 @@
 """Models: the XGBoost direction model (retrained on schedule) and the River online model
 (updated by a sensor as labelled rows land). Each materialisation registers a new version."""
 
-
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -37,7 +36,7 @@ from pipeline_assets.store.warehouse import read_labelled_model_inputs, read_unl
 class TrainingConfig(Config):
     train_end: str | None = Field(
         default=None,
-        description="ISO-8601 UTC cut-off: only labels matured by then are used. Default: now.",
+        description="ISO-8601 UTC cut-off: only labels matured before then are used. Default: now.",
     )
     train_days: int = Field(default=90, ge=2, description="Days of bars before train_end to train on.")
     min_rows: int = Field(default=300, ge=50, description="Refuse to train on fewer complete labelled rows.")

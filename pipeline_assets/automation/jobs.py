@@ -1,8 +1,6 @@
 """Jobs the schedules and sensors launch."""
 
-
 from dagster import AssetSelection, define_asset_job
-
 
 ingestion_job = define_asset_job(
     "ingestion_job",

@@ -1,6 +1,5 @@
 """Hourly ingestion and inference, daily retraining."""
 
-
 from datetime import timedelta
 
 from dagster import RunRequest, ScheduleEvaluationContext, schedule

@@ -3,7 +3,6 @@
 A custom sensor with a storage-id cursor rather than @asset_sensor, which can drop events
 when several materialisations land between ticks."""
 
-
 from dagster import (
     AssetKey,
     AssetRecordsFilter,

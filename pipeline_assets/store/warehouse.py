@@ -151,7 +151,7 @@ def read_labelled_model_inputs(
     labels = read_frame(
         conn,
         "SELECT symbol, ts, label_set_id, forward_return, direction, matured_at FROM ml_labels "
-        "WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s AND matured_at <= %s",
+        "WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s AND matured_at < %s",
         (list(symbols), start, end, matured_by),
     )
     return inputs.merge(labels, on=["symbol", "ts"], how="inner").sort_values(["ts", "symbol"], ignore_index=True)
