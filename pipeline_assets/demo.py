@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 
 TRAIN_FRACTION = 0.7
+# Runs still record every event in the instance (and the UI); only console output is quiet.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -35,7 +37,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, echo=print) -> dict:
     """Materialise everything through the Dagster definitions; returns the summary numbers."""
-    from dagster import DagsterInstance, build_sensor_context
+    import warnings
+
+    from dagster import BetaWarning, DagsterInstance, PreviewWarning, build_sensor_context
+
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
 
     first_day = last_day - timedelta(days=days - 1)
     os.environ["PIPELINE_DATABASE_URL"] = database_url
@@ -59,9 +66,11 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
     started = time.monotonic()
     runs = 0
 
-    def run(job, **kwargs) -> None:
+    def run(job, run_config: dict | None = None, **kwargs) -> None:
         nonlocal runs
-        result = job.execute_in_process(instance=instance, raise_on_error=True, **kwargs)
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=True, run_config={**QUIET_RUN_CONFIG, **(run_config or {})}, **kwargs
+        )
         runs += 1
         if not result.success:
             raise RuntimeError(f"{job.name} {kwargs.get('partition_key')} failed")

@@ -1,0 +1,99 @@
+"""Training and online learning on an in-memory dataset built by the same compute functions
+the assets use (no database, no Dagster)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_assets.features.ohlcv_features import FEATURE_SET_ID, LOOKBACK_HOURS, compute_ohlcv_features
+from pipeline_assets.features.sentiment import SENTIMENT_FEATURE_SET_ID, compute_sentiment_features, score_headlines
+from pipeline_assets.ml import direction_xgb, online_river
+from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS, DatasetError, split_complete_rows
+from pipeline_assets.ml.labels import compute_labels
+from pipeline_assets.sources.synthetic import DEFAULT_SYMBOLS, SyntheticMarket
+
+START = datetime(2024, 3, 1, tzinfo=UTC)
+END = START + timedelta(days=30)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> pd.DataFrame:
+    market = SyntheticMarket()
+    frames = []
+    for symbol in DEFAULT_SYMBOLS:
+        bars = market.ohlcv(symbol, START - timedelta(hours=LOOKBACK_HOURS), END + timedelta(hours=5))
+        features = compute_ohlcv_features(bars)
+        headlines = score_headlines(market.headlines(symbol, START - timedelta(days=1), END))
+        sentiment = compute_sentiment_features(headlines, START, END)
+        labels, _ = compute_labels(bars, START, END)
+        frame = features.merge(sentiment, on="ts").merge(labels, on="ts")
+        frames.append(
+            frame.assign(
+                symbol=symbol, ohlcv_feature_set_id=FEATURE_SET_ID, sentiment_feature_set_id=SENTIMENT_FEATURE_SET_ID
+            )
+        )
+    return pd.concat(frames, ignore_index=True).sort_values(["ts", "symbol"], ignore_index=True)
+
+
+def test_purged_split_keeps_labels_out_of_later_slices(dataset):
+    split = direction_xgb.purged_time_split(dataset, 0.15, 0.15)
+    assert split.train["matured_at"].max() <= split.validation["ts"].min()
+    assert split.validation["matured_at"].max() <= split.test["ts"].min()
+    assert split.purged_rows == 2 * 4 * len(DEFAULT_SYMBOLS)  # 4 overlapping hours per symbol at each boundary
+
+
+def test_training_learns_signal_and_round_trips(dataset):
+    complete, incomplete = split_complete_rows(dataset)
+    assert incomplete.empty
+    trained = direction_xgb.train_direction_model(complete)
+    test = trained.metrics["test"]
+    # The synthetic news drift is learnable from sentiment: better than guessing the majority class
+    # on balanced accuracy (chance = 1/3). Deterministic (seeded); measured 0.386 on 2026-11-24.
+    assert test["balanced_accuracy"] > 0.36, test
+    assert trained.labels_matured_until == complete["matured_at"].max().to_pydatetime()
+    restored = direction_xgb.deserialize(trained.artifact)
+    np.testing.assert_array_equal(
+        direction_xgb.predict_proba(restored, trained.test), direction_xgb.predict_proba(trained.model, trained.test)
+    )
+    assert (
+        direction_xgb.XgbTrainingParams().version_hash() != direction_xgb.XgbTrainingParams(max_depth=5).version_hash()
+    )
+
+
+def test_training_refuses_bad_frames(dataset):
+    with pytest.raises(direction_xgb.TrainingError, match="need at least 300"):
+        direction_xgb.train_direction_model(dataset.head(100))
+    with pytest.raises(direction_xgb.TrainingError, match="NaN in"):
+        direction_xgb.train_direction_model(dataset.assign(rsi_14=np.nan))
+    with pytest.raises(direction_xgb.TrainingError, match=r"train slice lacks class\(es\) \[0\]"):
+        direction_xgb.train_direction_model(
+            dataset.assign(direction=np.where(dataset["direction"] == 0, 1, dataset["direction"]))
+        )
+    stale = dataset.copy()
+    stale.loc[5, "ohlcv_feature_set_id"] = "ohlcv-v0-old"
+    with pytest.raises(DatasetError, match="re-materialise those feature partitions"):
+        split_complete_rows(stale)
+
+
+def test_promotion_rule():
+    assert direction_xgb.should_promote(0.9, None)
+    assert direction_xgb.should_promote(0.9, 0.95)
+    assert not direction_xgb.should_promote(0.96, 0.95)
+
+
+def test_online_model_learns_each_row_and_survives_serialisation(dataset):
+    state = online_river.OnlineState()
+    first = online_river.learn_rows(state, dataset.iloc[:1000])
+    assert first["batch_rows"] == 1000 and state.rows_learned == 1000
+    restored = online_river.deserialize(online_river.serialize(state))
+    x = dataset.iloc[1000][list(MODEL_FEATURE_COLUMNS)].to_dict()
+    assert restored.pipeline.predict_proba_one(x) == state.pipeline.predict_proba_one(x)
+    online_river.learn_rows(restored, dataset.iloc[1000:])
+    assert restored.rows_learned == len(dataset)
+    assert 0.3 < restored.summary()["prequential_accuracy"] < 1.0
+    with pytest.raises(TypeError, match="expected OnlineState"):
+        online_river.deserialize(__import__("pickle").dumps({"not": "a model"}))
