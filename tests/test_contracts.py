@@ -76,5 +76,5 @@ def test_naive_timestamps_and_missing_columns_are_input_errors():
     bars = _bars(2)
     with pytest.raises(ContractInputError, match="BNBUSDT: column 'ts' must be tz-aware UTC"):
         validate_ohlcv(bars.assign(ts=bars["ts"].dt.tz_localize(None)), "BNBUSDT", START, END)
-    with pytest.raises(ContractInputError, match=r"lacks column\(s\) \['volume'\]"):
+    with pytest.raises(ContractInputError, match=r"BNBUSDT: frame lacks column\(s\) \['volume'\]"):
         validate_ohlcv(bars.drop(columns=["volume"]), "BNBUSDT", START, END)

@@ -129,7 +129,7 @@ def test_feature_set_id_covers_every_parameter():
 
 def test_bad_input_names_column_and_time():
     bars = _walk(30)
-    with pytest.raises(FeatureInputError, match=r"lack column\(s\) \['volume'\]"):
+    with pytest.raises(FeatureInputError, match=r"bars: frame lacks column\(s\) \['volume'\]"):
         compute_ohlcv_features(bars.drop(columns=["volume"]))
     nan = bars.copy()
     nan.loc[5, "close"] = np.nan

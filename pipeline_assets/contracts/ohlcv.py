@@ -8,6 +8,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from pipeline_assets.contracts.frames import require_utc_frame
+
 OHLCV_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 VALUE_COLUMNS = (*PRICE_COLUMNS, "volume")
@@ -30,12 +32,7 @@ class ContractResult:
 
 
 def _require_columns(frame: pd.DataFrame, symbol: str) -> None:
-    missing = [c for c in OHLCV_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ContractInputError(f"{symbol}: OHLCV frame lacks column(s) {missing}")
-    ts = frame["ts"]
-    if not isinstance(ts.dtype, pd.DatetimeTZDtype) or str(ts.dt.tz) != "UTC":
-        raise ContractInputError(f"{symbol}: column 'ts' must be tz-aware UTC, got dtype {ts.dtype}")
+    require_utc_frame(frame, OHLCV_COLUMNS, ContractInputError, context=symbol)
 
 
 def rule_violations(frame: pd.DataFrame, symbol: str) -> dict[str, pd.Series]:

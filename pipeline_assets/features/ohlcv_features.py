@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline_assets.contracts.frames import require_utc_frame
 from pipeline_assets.contracts.versioning import content_id
 from pipeline_assets.features import indicators as ind
 
@@ -52,12 +53,8 @@ FEATURE_SET_ID = feature_set_id()
 
 
 def _validate(bars: pd.DataFrame) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in bars.columns]
-    if missing:
-        raise FeatureInputError(f"bars lack column(s) {missing}")
+    require_utc_frame(bars, REQUIRED_COLUMNS, FeatureInputError, context="bars")
     ts = bars["ts"]
-    if not isinstance(ts.dtype, pd.DatetimeTZDtype) or str(ts.dt.tz) != "UTC":
-        raise FeatureInputError(f"column 'ts' must be tz-aware UTC, got {ts.dtype}")
     not_increasing = ts.diff().iloc[1:] <= pd.Timedelta(0)
     if not_increasing.any():
         raise FeatureInputError(f"ts not strictly increasing at {ts[not_increasing.index[not_increasing]].iloc[0]}")
