@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,9 +63,20 @@ def main(argv: list[str]) -> int:
     if server is not None:
         print(f"embedded PostgreSQL at {url}", file=sys.stderr)
     env = {**os.environ, "PIPELINE_DATABASE_URL": url}
+
+    def stop(signum, frame):  # SIGTERM unwinds like Ctrl-C, so the embedded server is stopped at exit
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    child = subprocess.Popen(argv, env=env)
     try:
-        return subprocess.call(argv, env=env)
+        return child.wait()
     except KeyboardInterrupt:
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
         return 130
 
 

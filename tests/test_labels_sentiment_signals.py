@@ -113,10 +113,12 @@ def test_hours_without_headlines_are_neutral_not_missing():
 
 
 def test_signal_rule_and_strategy_returns():
-    rule = signals_from_probabilities(np.array([0.1, 0.5, 0.35, 0.3]), np.array([0.6, 0.2, 0.4, 0.39]))
+    params = {"min_edge": 0.10, "min_probability": 0.40}
+    rule = signals_from_probabilities(np.array([0.1, 0.5, 0.35, 0.3]), np.array([0.6, 0.2, 0.4, 0.39]), params)
     assert rule["signal"].tolist() == ["BUY", "SELL", "HOLD", "HOLD"]  # edge 0.05 < 0.10; prob 0.39 < 0.40
     assert rule["position"].tolist() == [1, -1, 0, 0]
     returns = strategy_returns(rule["position"].to_numpy(), np.array([0.02, 0.01, 0.05, np.nan]))
     assert returns[:3].tolist() == pytest.approx([0.02, -0.01, 0.0]) and np.isnan(returns[3])
+    assert signals_from_probabilities(np.array([0.35]), np.array([0.4]))["signal"].tolist() == ["BUY"]  # defaults
     with pytest.raises(ValueError, match="NaN"):
         signals_from_probabilities(np.array([np.nan]), np.array([0.5]))

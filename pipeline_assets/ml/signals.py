@@ -7,7 +7,7 @@ import pandas as pd
 
 from pipeline_assets.contracts.versioning import content_id
 
-SIGNAL_PARAMS = {"min_edge": 0.10, "min_probability": 0.40}
+SIGNAL_PARAMS = {"min_edge": 0.05, "min_probability": 0.37}
 SIGNAL_RULE_ID = content_id("edge-v1", SIGNAL_PARAMS)
 
 
