@@ -107,3 +107,42 @@ def test_failed_blocking_check_stops_downstream_assets(warehouse_url, tmp_path):
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialised == {"raw_ohlcv"}
     assert count(warehouse_url, "SELECT count(*) FROM ml_features_ohlcv") == 0
+
+
+def test_feature_lookback_warns_when_earlier_bars_are_missing(warehouse_url):
+    instance = DagsterInstance.ephemeral()
+    for day in ("2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05"):
+        run_assets(["raw_ohlcv"], warehouse_url, daily_symbol_key(day, "BNBUSDT"), instance)
+    full = run_assets(["ml_features_ohlcv"], warehouse_url, daily_symbol_key("2024-03-05", "BNBUSDT"), instance)
+    short = run_assets(["ml_features_ohlcv"], warehouse_url, daily_symbol_key("2024-03-02", "BNBUSDT"), instance)
+    assert _checks(full) == {"full_lookback": True}
+    assert _checks(short) == {"full_lookback": False}
+    assert metadata_of(short, "ml_features_ohlcv")["lookback_bars_available"] == 24
+    # with only one prior day, the MACD chain has not filled before the day's first bars
+    assert metadata_of(short, "ml_features_ohlcv")["rows_in_warmup"] > 0
+    assert metadata_of(full, "ml_features_ohlcv")["rows_in_warmup"] == 0
+    with connect(warehouse_url) as conn:
+        n = conn.execute("SELECT count(*) FROM ml_features_ohlcv WHERE symbol = 'BNBUSDT'").fetchone()[0]
+    assert n == 48
+
+
+def test_closed_bars_end_never_includes_a_forming_bar():
+    from pipeline_assets.assets._common import closed_bars_end
+
+    now = datetime(2024, 3, 5, 14, 37, tzinfo=UTC)
+    assert closed_bars_end(END, now) == datetime(2024, 3, 5, 14, tzinfo=UTC)
+    assert closed_bars_end(END, datetime(2024, 3, 9, tzinfo=UTC)) == END
+
+
+def test_todays_partition_holds_only_closed_bars(warehouse_url):
+    hour_before = datetime.now(UTC).hour
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    result = run_assets(["raw_ohlcv"], warehouse_url, daily_symbol_key(today, "BTCUSDT"), raise_on_error=False)
+    hour_after = datetime.now(UTC).hour
+    if hour_before == 0 and hour_after == 0:
+        failure = result.get_step_failure_events()[0].step_failure_data.error.message
+        assert "no bar of this day has closed yet" in failure
+        return
+    stored = count(warehouse_url, "SELECT count(*) FROM raw_ohlcv WHERE ts >= %s", (today,))
+    assert stored in {hour_before, hour_after}
+    assert count(warehouse_url, "SELECT count(*) FROM raw_ohlcv WHERE ts + interval '1 hour' > now()") == 0

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline_assets.contracts.headlines import validate_headlines
 from pipeline_assets.contracts.ohlcv import ContractInputError, rule_violations, validate_ohlcv
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -78,3 +79,32 @@ def test_naive_timestamps_and_missing_columns_are_input_errors():
         validate_ohlcv(bars.assign(ts=bars["ts"].dt.tz_localize(None)), "BNBUSDT", START, END)
     with pytest.raises(ContractInputError, match=r"BNBUSDT: frame lacks column\(s\) \['volume'\]"):
         validate_ohlcv(bars.drop(columns=["volume"]), "BNBUSDT", START, END)
+
+
+def _headline_frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["published_at", "symbol", "source", "headline"])
+    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+    return frame
+
+
+def test_headline_contract_rejects_with_reasons():
+    frame = _headline_frame(
+        [
+            ("2024-03-01T01:00Z", "BTCUSDT", "wire", "Bitcoin steady"),
+            ("2024-03-01T01:00Z", "BTCUSDT", "wire", "Bitcoin steady"),  # exact repeat
+            ("2024-03-01T02:00Z", "BTCUSDT", "wire", "   "),
+            ("2024-03-02T00:00Z", "BTCUSDT", "wire", "Tomorrow's news"),
+            ("2024-03-01T03:00Z", "ETHUSDT", "wire", "Ethereum steady"),
+            ("2024-03-01T04:00Z", "BTCUSDT", "other", "Bitcoin steady"),  # another source: kept
+        ]
+    )
+    result = validate_headlines(frame, "BTCUSDT", START, END)
+    assert result.valid["source"].tolist() == ["wire", "other"]
+    assert result.rejected["reason"].tolist() == [
+        "duplicate headline (same source, time and text)",
+        "empty headline",
+        "published_at outside partition window",
+        "symbol is not BTCUSDT",
+    ]
+    with pytest.raises(ContractInputError, match="column 'published_at' must be tz-aware UTC"):
+        validate_headlines(frame.assign(published_at=frame["published_at"].dt.tz_localize(None)), "BTCUSDT", START, END)

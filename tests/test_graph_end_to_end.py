@@ -156,7 +156,10 @@ def test_leaking_prediction_fails_the_blocking_check(graph):
             conn.execute("DELETE FROM ml_models_metadata WHERE model_name = 'legacy_model'")
 
 
-def test_sensor_requests_online_update_and_model_learns_each_row_once(graph):
+def test_sensor_requests_online_update_and_model_learns_each_row_once(graph, monkeypatch):
+    import pipeline_assets.assets.models as model_assets
+
+    monkeypatch.setattr(model_assets, "ONLINE_PAGE_SIZE", 500)  # several keyset pages in one run
     url, instance = graph["url"], graph["instance"]
     tick = labelled_rows_sensor(build_sensor_context(instance=instance))
     assert len(tick.run_requests) == 1

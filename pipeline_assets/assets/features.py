@@ -3,7 +3,17 @@
 import math
 from datetime import timedelta
 
-from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from pipeline_assets.assets._common import frame_metadata, stats_metadata
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
@@ -24,6 +34,7 @@ from pipeline_assets.store.warehouse import read_headlines, read_ohlcv
 OHLCV_LOOKBACK_DAYS = math.ceil(LOOKBACK_HOURS / 24)
 SENTIMENT_LOOKBACK_DAYS = math.ceil(SENTIMENT_LOOKBACK_HOURS / 24)
 LABEL_LOOKFORWARD_DAYS = math.ceil(HORIZON_HOURS / 24)
+FULL_LOOKBACK_CHECK = "full_lookback"
 
 
 @asset(
@@ -32,6 +43,14 @@ LABEL_LOOKFORWARD_DAYS = math.ceil(HORIZON_HOURS / 24)
     kinds={"postgres", "numba"},
     deps=[AssetDep(raw_ohlcv, partition_mapping=same_symbol_days(start_offset=-OHLCV_LOOKBACK_DAYS))],
     metadata={"feature_set_id": FEATURE_SET_ID, "lookback_hours": LOOKBACK_HOURS},
+    check_specs=[
+        AssetCheckSpec(
+            FULL_LOOKBACK_CHECK,
+            asset="ml_features_ohlcv",
+            description=f"The {LOOKBACK_HOURS} bars before the day were in the store (warns at the start of "
+            "history or when earlier raw_ohlcv partitions are missing).",
+        )
+    ],
 )
 def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Technical indicators (numba) for each bar of the day; each uses only bars opening at or
@@ -60,7 +79,15 @@ def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResour
             "feature_set_id": FEATURE_SET_ID,
             "lookback_bars_available": MetadataValue.int(warmup_available),
             "rows_in_warmup": MetadataValue.int(incomplete),
-        }
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name=FULL_LOOKBACK_CHECK,
+                passed=warmup_available >= LOOKBACK_HOURS,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"lookback_bars_available": warmup_available, "lookback_bars_wanted": LOOKBACK_HOURS},
+            )
+        ],
     )
 
 

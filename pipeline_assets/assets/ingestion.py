@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from pipeline_assets.assets._common import closed_bars_end, frame_metadata, hours_in, stats_metadata
+from pipeline_assets.contracts.headlines import validate_headlines
 from pipeline_assets.contracts.ohlcv import rule_violations, validate_ohlcv
 from pipeline_assets.features.sentiment import score_headlines
 from pipeline_assets.partitions import daily_symbol_partitions, day_window, split_key
@@ -142,31 +143,9 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
         headlines = market.headlines().headlines(symbol, start, end)
     except SourceError as exc:
         raise Failure(f"raw_sentiment {symbol} {date_key}: headline source failed: {exc}") from exc
-    headlines = headlines.assign(symbol=headlines["symbol"].astype(str))
-    blank = headlines["headline"].fillna("").str.strip() == ""
-    outside = (headlines["published_at"] < start) | (headlines["published_at"] >= end)
-    wrong_symbol = headlines["symbol"] != symbol
-    rejected = headlines[blank | outside | wrong_symbol].copy()
-    rejected["reason"] = [
-        "; ".join(
-            r
-            for r, flag in (
-                ("empty headline", b),
-                ("published_at outside partition window", o),
-                (f"symbol is not {symbol}", w),
-            )
-            if flag
-        )
-        for b, o, w in zip(blank[rejected.index], outside[rejected.index], wrong_symbol[rejected.index], strict=True)
-    ]
-    scored = score_headlines(headlines.drop(index=rejected.index))
-    repeated = scored.duplicated(subset=["symbol", "published_at", "headline_id"], keep="first")
-    if repeated.any():
-        copies = scored.loc[repeated, list(headlines.columns)].assign(
-            reason="duplicate headline (same source, time, text)"
-        )
-        rejected = pd.concat([rejected, copies], ignore_index=True)
-        scored = scored[~repeated]
+    contract = validate_headlines(headlines, symbol, start, end)
+    scored = score_headlines(contract.valid)
+    rejected = contract.rejected.rename(columns={"published_at": "ts"})
     columns = [
         "symbol",
         "published_at",
@@ -180,14 +159,13 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
     ]
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "raw_sentiment", scored[columns], ["symbol", "published_at", "headline_id"])
-        quarantined = replace_quarantine(
-            conn, "raw_sentiment", str(context.partition_key), rejected.rename(columns={"published_at": "ts"})
-        )
+        quarantined = replace_quarantine(conn, "raw_sentiment", str(context.partition_key), rejected)
     return MaterializeResult(
         metadata={
             **frame_metadata(scored[columns], ts_column="published_at"),
             **stats_metadata(stats),
             "quarantined_rows": MetadataValue.int(quarantined),
+            "quarantine_reasons": MetadataValue.json(contract.reasons),
             "mean_compound": MetadataValue.float(float(scored["compound"].mean()) if len(scored) else 0.0),
         }
     )

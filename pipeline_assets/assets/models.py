@@ -142,7 +142,7 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
     )
 
 
-ONLINE_BATCH_LIMIT = 200_000
+ONLINE_PAGE_SIZE = 50_000
 
 
 @asset(
@@ -160,15 +160,29 @@ def online_model_river(context: AssetExecutionContext, warehouse: WarehouseResou
             state = online_river.deserialize(artifact)
         else:
             state = online_river.OnlineState()
-        rows = read_unlearned_rows(conn, online_river.MODEL_NAME, ONLINE_BATCH_LIMIT)
-    if rows.empty:
-        return MaterializeResult(metadata={"new_rows_learned": 0, "model_id": previous.model_id if previous else 0})
-    try:
-        learnable, waiting = split_complete_rows(rows)
-    except DatasetError as exc:
-        raise Failure(f"online_model_river: {exc}") from exc
-    if learnable.empty:
-        return MaterializeResult(metadata={"new_rows_learned": 0, "rows_waiting_for_features": len(waiting)})
+    batches, waiting_rows, after = [], 0, None
+    while True:  # keyset pages, so any backlog is learned in one run
+        with warehouse.transaction() as conn:
+            rows = read_unlearned_rows(conn, online_river.MODEL_NAME, ONLINE_PAGE_SIZE, after)
+        if rows.empty:
+            break
+        after = (rows["ts"].iloc[-1].to_pydatetime(), rows["symbol"].iloc[-1])
+        try:
+            learnable, waiting = split_complete_rows(rows)
+        except DatasetError as exc:
+            raise Failure(f"online_model_river: {exc}") from exc
+        waiting_rows += len(waiting)
+        if not learnable.empty:
+            batches.append(learnable)
+    if not batches:
+        return MaterializeResult(
+            metadata={
+                "new_rows_learned": 0,
+                "rows_waiting_for_features": waiting_rows,
+                "model_id": previous.model_id if previous else 0,
+            }
+        )
+    learnable = pd.concat(batches, ignore_index=True)
     batch = online_river.learn_rows(state, learnable)
     matured_until = learnable["matured_at"].max().to_pydatetime()
     if previous is not None:
@@ -199,7 +213,7 @@ def online_model_river(context: AssetExecutionContext, warehouse: WarehouseResou
             "model_id": MetadataValue.int(record.model_id),
             "version": MetadataValue.int(record.version),
             "new_rows_learned": MetadataValue.int(len(learnable)),
-            "rows_waiting_for_features": MetadataValue.int(len(waiting)),
+            "rows_waiting_for_features": MetadataValue.int(waiting_rows),
             "rows_learned_total": MetadataValue.int(summary["rows_learned"]),
             "batch_prequential_accuracy": MetadataValue.float(float(batch["batch_accuracy"])),
             "prequential_accuracy": MetadataValue.float(float(summary["prequential_accuracy"] or np.nan)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pandas as pd
 import psycopg
@@ -157,8 +157,12 @@ def read_labelled_model_inputs(
     return inputs.merge(labels, on=["symbol", "ts"], how="inner").sort_values(["ts", "symbol"], ignore_index=True)
 
 
-def read_unlearned_rows(conn: psycopg.Connection, model_name: str, limit: int) -> pd.DataFrame:
-    """Matured labelled rows (with model inputs) that the online model has not learned yet, oldest first."""
+def read_unlearned_rows(
+    conn: psycopg.Connection, model_name: str, limit: int, after: tuple[datetime, str] | None = None
+) -> pd.DataFrame:
+    """Matured labelled rows (with model inputs) that the online model has not learned yet, oldest
+    first; ``after`` = the (ts, symbol) of the previous page's last row (keyset pagination)."""
+    after_ts, after_symbol = after if after else (datetime.min.replace(tzinfo=UTC), "")
     labels = read_frame(
         conn,
         """
@@ -167,10 +171,11 @@ def read_unlearned_rows(conn: psycopg.Connection, model_name: str, limit: int) -
         WHERE NOT EXISTS (SELECT 1 FROM online_model_learned_rows r
                           WHERE r.model_name = %s AND r.symbol = l.symbol AND r.ts = l.ts)
           AND EXISTS (SELECT 1 FROM ml_features_ohlcv f WHERE f.symbol = l.symbol AND f.ts = l.ts)
+          AND (l.ts, l.symbol) > (%s, %s)
         ORDER BY l.ts, l.symbol
         LIMIT %s
         """,
-        (model_name, limit),
+        (model_name, after_ts, after_symbol, limit),
     )
     if labels.empty:
         return labels
