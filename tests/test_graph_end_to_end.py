@@ -185,3 +185,34 @@ def test_sensor_requests_online_update_and_model_learns_each_row_once(graph, mon
     assert state.rows_learned == learned
     assert 0.2 < online.metrics["prequential_accuracy"] < 1.0
     assert online.model_name != MODEL_NAME
+
+
+def test_retraining_registers_a_new_version_compared_on_unseen_rows(graph):
+    url = graph["url"]
+    result = run_assets(
+        ["direction_model_xgboost"],
+        url,
+        run_config={
+            "ops": {
+                "direction_model_xgboost": {
+                    "config": {"train_end": "2024-03-12T23:00:00+00:00", "train_days": 12, "min_rows": 200}
+                }
+            }
+        },
+    )
+    meta = metadata_of(result, "direction_model_xgboost")
+    assert meta["version"] == 2
+    assert meta["champion_comparison_rows"] >= 50
+    assert isinstance(meta["champion_log_loss_on_unseen_test"], float)
+    assert (
+        count(
+            url, "SELECT count(*) FROM ml_models_metadata WHERE model_name = %s AND status = 'champion'", (MODEL_NAME,)
+        )
+        == 1
+    )
+    # whichever won, 2024-03-11 may only be predicted by the model whose labels matured before it
+    with connect(url) as conn:
+        chosen = registry.model_for_prediction(conn, MODEL_NAME, datetime(2024, 3, 11, tzinfo=UTC))
+    assert chosen.version == 1
+    rerun = run_assets(["ml_predictions"], url, "2024-03-11")
+    assert metadata_of(rerun, "ml_predictions")["model_version"] == 1
