@@ -190,3 +190,29 @@ def test_model_registry_versions_champion_and_integrity(warehouse_url):
         conn.execute("UPDATE ml_models_metadata SET artifact = 'tampered' WHERE model_id = %s", (second.model_id,))
         with pytest.raises(registry.ArtifactIntegrityError, match="does not match recorded"):
             registry.load_artifact(conn, second.model_id)
+
+
+def test_no_transaction_migrations_run_statement_by_statement(fresh_database, tmp_path):
+    directory = tmp_path / "sql"
+    shutil.copytree(sql_dir(), directory)
+    # CREATE INDEX CONCURRENTLY fails inside a transaction block, like TimescaleDB's continuous aggregates.
+    (directory / "0100_concurrent_index.sql").write_text(
+        "-- migrate:no-transaction\n"
+        "-- comment lines before the first statement are skipped\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS raw_ohlcv_ts_idx ON raw_ohlcv (ts);\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ml_labels_ts_idx\n    ON ml_labels (ts);\n"
+    )
+    report = migrate(fresh_database, directory)
+    assert "0100_concurrent_index.sql" in report.applied
+    with connect(fresh_database) as conn:
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+    assert {"raw_ohlcv_ts_idx", "ml_labels_ts_idx"} <= indexes
+
+
+def test_timescale_aggregate_file_splits_into_its_statements():
+    from pipeline_assets.store.migrate import _split_statements, discover
+
+    aggregates = next(m for m in discover() if m.version == "0003_timescale_aggregates.timescale.sql")
+    statements = _split_statements(aggregates.sql)
+    assert not aggregates.transactional and aggregates.needs_timescale
+    assert [s.split()[0] for s in statements] == ["CREATE", "CREATE", "SELECT", "SELECT"]
