@@ -54,15 +54,27 @@ def _column_types(conn: psycopg.Connection, table: str) -> dict[str, str]:
 
 
 def _python_column(series: pd.Series) -> list:
-    """Native Python values for COPY: NaN/NaT become NULL, numpy scalars become Python ones."""
+    """Native Python values for COPY: NaN/NaT become NULL, numpy scalars become Python ones.
+    Vectorised per dtype; this conversion, not COPY itself, dominates bulk writes."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         if series.dt.tz is None:
             raise StoreError(f"column {series.name!r} holds naive timestamps; the warehouse stores UTC only")
-        return [None if pd.isna(v) else v.to_pydatetime() for v in series]
+        values = np.array(series.dt.to_pydatetime(), dtype=object)
+        values[series.isna().to_numpy()] = None
+        return values.tolist()
     if pd.api.types.is_float_dtype(series.dtype):
-        return [None if math.isnan(v) else float(v) for v in series.to_numpy(dtype=np.float64)]
-    if pd.api.types.is_integer_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
-        return [None if pd.isna(v) else (bool(v) if isinstance(v, (bool, np.bool_)) else int(v)) for v in series]
+        array = series.to_numpy(dtype=np.float64)
+        values = array.astype(object, copy=True)
+        values[np.isnan(array)] = None
+        return values.tolist()
+    if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
+        return series.to_numpy(dtype=bool).tolist()
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return (
+            [None if pd.isna(v) else int(v) for v in series]
+            if series.isna().any()
+            else series.to_numpy(dtype=np.int64).tolist()
+        )
     out = []
     for v in series.tolist():
         if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
