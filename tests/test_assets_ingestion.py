@@ -146,3 +146,25 @@ def test_todays_partition_holds_only_closed_bars(warehouse_url):
     stored = count(warehouse_url, "SELECT count(*) FROM raw_ohlcv WHERE ts >= %s", (today,))
     assert stored in {hour_before, hour_after}
     assert count(warehouse_url, "SELECT count(*) FROM raw_ohlcv WHERE ts + interval '1 hour' > now()") == 0
+
+
+def test_sentiment_features_need_ingested_headlines_and_stop_at_the_watermark(warehouse_url):
+    instance = DagsterInstance.ephemeral()
+    key = daily_symbol_key(DAY, "ETHUSDT")
+    refused = run_assets(["ml_features_sentiment"], warehouse_url, key, instance, raise_on_error=False)
+    failure = refused.get_step_failure_events()[0].step_failure_data.error.message
+    assert "raw_sentiment has not been ingested for this partition" in failure
+
+    run_assets(["raw_sentiment"], warehouse_url, key, instance)
+    result = run_assets(["ml_features_sentiment"], warehouse_url, key, instance)
+    assert count(warehouse_url, "SELECT count(*) FROM ml_features_sentiment") == 24
+    assert _checks(result) == {"full_lookback": False}  # 2024-03-04's headlines were never ingested
+
+    # Pretend the source had only covered the day up to 10:00: rows stop at bar 09:00 (closes 10:00).
+    with connect(warehouse_url) as conn, conn.transaction():
+        conn.execute("DELETE FROM ml_features_sentiment")
+        conn.execute("UPDATE partition_watermarks SET covered_until = '2024-03-05T10:00Z'")
+    run_assets(["ml_features_sentiment"], warehouse_url, key, instance)
+    with connect(warehouse_url) as conn:
+        last = conn.execute("SELECT max(ts), count(*) FROM ml_features_sentiment").fetchone()
+    assert last == (datetime(2024, 3, 5, 9, tzinfo=UTC), 10)

@@ -26,10 +26,17 @@ from pipeline_assets.features.ohlcv_features import (
 from pipeline_assets.features.sentiment import LOOKBACK_HOURS as SENTIMENT_LOOKBACK_HOURS
 from pipeline_assets.features.sentiment import compute_sentiment_features
 from pipeline_assets.ml.labels import HORIZON_HOURS, LABEL_SET_ID, compute_labels
-from pipeline_assets.partitions import daily_symbol_partitions, day_window, same_symbol_days, split_key
+from pipeline_assets.partitions import (
+    daily_symbol_key,
+    daily_symbol_partitions,
+    day_window,
+    same_symbol_days,
+    split_key,
+)
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store.frames import upsert_frame
 from pipeline_assets.store.warehouse import read_headlines, read_ohlcv
+from pipeline_assets.store.watermarks import covered_until
 
 OHLCV_LOOKBACK_DAYS = math.ceil(LOOKBACK_HOURS / 24)
 SENTIMENT_LOOKBACK_DAYS = math.ceil(SENTIMENT_LOOKBACK_HOURS / 24)
@@ -96,24 +103,49 @@ def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResour
     group_name="features",
     kinds={"postgres"},
     deps=[AssetDep(raw_sentiment, partition_mapping=same_symbol_days(start_offset=-SENTIMENT_LOOKBACK_DAYS))],
+    check_specs=[
+        AssetCheckSpec(
+            FULL_LOOKBACK_CHECK,
+            asset="ml_features_sentiment",
+            description="The previous day's headlines were ingested (the 24h window is complete).",
+        )
+    ],
 )
 def ml_features_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Hourly rolling headline sentiment per symbol, as known when each bar closes."""
     date_key, symbol = split_key(context.partition_key)
-    start, end = day_window(date_key)
+    start, day_end = day_window(date_key)
+    previous_key = str(daily_symbol_key((start - timedelta(days=1)).strftime("%Y-%m-%d"), symbol))
     with warehouse.transaction() as conn:
-        headlines = read_headlines(
-            conn, [symbol], start - timedelta(hours=SENTIMENT_LOOKBACK_HOURS), end + timedelta(hours=1)
-        )
-    if not ((headlines["published_at"] >= start) & (headlines["published_at"] < end)).any():
-        raise Failure(
-            f"ml_features_sentiment {symbol} {date_key}: no headlines stored for the day; materialise raw_sentiment"
-        )
+        covered = covered_until(conn, "raw_sentiment", str(context.partition_key))
+        previous_covered = covered_until(conn, "raw_sentiment", previous_key)
+        if covered is None:
+            raise Failure(
+                f"ml_features_sentiment {symbol} {date_key}: raw_sentiment has not been ingested for this "
+                "partition; materialise raw_sentiment first"
+            )
+        headlines = read_headlines(conn, [symbol], start - timedelta(hours=SENTIMENT_LOOKBACK_HOURS), covered)
+    # Row t needs the headlines published before bar t closes (t + 1h): only hours whose close
+    # the source has covered are computed, so a partial day never stores "no news" for the future.
+    end = min(day_end, covered - timedelta(hours=1) + timedelta(microseconds=1))
+    if end <= start:
+        raise Failure(f"ml_features_sentiment {symbol} {date_key}: no hour of the day has closed yet")
     features = compute_sentiment_features(headlines, start, end)
     features.insert(0, "symbol", symbol)
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "ml_features_sentiment", features, ["symbol", "ts"])
-    return MaterializeResult(metadata={**frame_metadata(features), **stats_metadata(stats)})
+    full_lookback = previous_covered is not None and previous_covered >= start
+    return MaterializeResult(
+        metadata={**frame_metadata(features), **stats_metadata(stats), "headlines_covered_until": covered.isoformat()},
+        check_results=[
+            AssetCheckResult(
+                check_name=FULL_LOOKBACK_CHECK,
+                passed=full_lookback,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"previous_day_covered_until": previous_covered.isoformat() if previous_covered else "never"},
+            )
+        ],
+    )
 
 
 @asset(

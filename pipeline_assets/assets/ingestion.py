@@ -22,6 +22,7 @@ from pipeline_assets.sources.base import SourceError
 from pipeline_assets.store.frames import upsert_frame
 from pipeline_assets.store.quarantine import replace_quarantine
 from pipeline_assets.store.warehouse import read_ohlcv
+from pipeline_assets.store.watermarks import record_watermark
 
 # Blocking: a failure stops downstream assets of the same run from using the partition.
 OHLCV_CONTRACT_CHECKS = {
@@ -103,6 +104,7 @@ def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, mark
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "raw_ohlcv", rows, ["symbol", "ts"])
         quarantined = replace_quarantine(conn, "raw_ohlcv", str(context.partition_key), contract.rejected)
+        record_watermark(conn, "raw_ohlcv", str(context.partition_key), start, end, len(rows))
         stored = read_ohlcv(conn, [symbol], start, day_end)
     if quarantined:
         context.log.warning(f"{symbol} {date_key}: quarantined {quarantined} bars: {contract.reasons}")
@@ -160,6 +162,7 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "raw_sentiment", scored[columns], ["symbol", "published_at", "headline_id"])
         quarantined = replace_quarantine(conn, "raw_sentiment", str(context.partition_key), rejected)
+        record_watermark(conn, "raw_sentiment", str(context.partition_key), start, end, len(scored))
     return MaterializeResult(
         metadata={
             **frame_metadata(scored[columns], ts_column="published_at"),

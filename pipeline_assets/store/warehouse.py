@@ -23,6 +23,7 @@ WAREHOUSE_TABLES = (
     "ml_predictions",
     "trading_signals",
     "dashboard_data",
+    "partition_watermarks",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
