@@ -63,33 +63,6 @@ def read_headlines(conn: psycopg.Connection, symbols: Sequence[str], start: date
     )
 
 
-def read_ohlcv_features(
-    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime
-) -> pd.DataFrame:
-    return _time_range(
-        conn,
-        "ml_features_ohlcv",
-        f"symbol, ts, feature_set_id, {OHLCV_FEATURE_COLUMNS_SQL}",
-        symbols,
-        start,
-        end,
-    )
-
-
-def read_sentiment_features(
-    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime
-) -> pd.DataFrame:
-    return _time_range(
-        conn,
-        "ml_features_sentiment",
-        "symbol, ts, feature_set_id, sentiment_mean_6h, sentiment_mean_24h, sentiment_min_6h, "
-        "sentiment_max_6h, headline_count_6h, headline_count_24h",
-        symbols,
-        start,
-        end,
-    )
-
-
 def read_labels(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
     return _time_range(
         conn,
