@@ -5,7 +5,7 @@ import os
 from dagster import Definitions, EnvVar
 
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
-from pipeline_assets.assets.inference import dashboard_data, ml_predictions, trading_signals
+from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
 from pipeline_assets.assets.models import direction_model_xgboost, online_model_river
 from pipeline_assets.automation.jobs import inference_job, ingestion_job, online_update_job, retrain_job
@@ -14,7 +14,7 @@ from pipeline_assets.automation.schedules import (
     hourly_inference_schedule,
     hourly_ingestion_schedule,
 )
-from pipeline_assets.automation.sensors import labelled_rows_sensor
+from pipeline_assets.automation.sensors import labelled_rows_sensor, performance_drift_sensor
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
 
 ASSETS = [
@@ -28,6 +28,7 @@ ASSETS = [
     ml_predictions,
     trading_signals,
     dashboard_data,
+    model_performance,
 ]
 
 
@@ -44,7 +45,7 @@ defs = Definitions(
     assets=ASSETS,
     jobs=[ingestion_job, inference_job, retrain_job, online_update_job],
     schedules=[hourly_ingestion_schedule, hourly_inference_schedule, daily_retrain_schedule],
-    sensors=[labelled_rows_sensor],
+    sensors=[labelled_rows_sensor, performance_drift_sensor],
     resources={
         "warehouse": WarehouseResource(database_url=EnvVar("PIPELINE_DATABASE_URL")),
         "market": market_resource_from_env(),

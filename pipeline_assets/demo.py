@@ -133,6 +133,10 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
             "WHERE position <> 0 AND strategy_return IS NOT NULL"
         ).fetchone()
         quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        realised = conn.execute(
+            "SELECT count(*), sum(matured_rows), sum(log_loss * matured_rows) / nullif(sum(matured_rows), 0), "
+            "max(reference_log_loss) FROM model_performance WHERE model_name = 'direction_xgboost'"
+        ).fetchone()
     summary = {
         "runs": runs,
         "seconds": round(time.monotonic() - started, 1),
@@ -147,6 +151,12 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
         "online": {"version": online_model[0], **online_model[1]} if online_model else None,
         "online_requests": online_requests,
         "quarantined": quarantined,
+        "performance": {
+            "days": realised[0],
+            "rows": realised[1],
+            "log_loss": _f(realised[2]),
+            "reference_log_loss": _f(realised[3]),
+        },
     }
     _print_summary(summary, echo)
     return summary
@@ -177,6 +187,12 @@ def _print_summary(s: dict, echo) -> None:
         echo(
             f"out-of-sample predictions with matured labels: {oos['rows']} rows, accuracy {oos['accuracy']:.3f} "
             f"(always-HOLD {oos['always_hold_accuracy']:.3f})"
+        )
+    perf = s["performance"]
+    if perf["days"]:
+        echo(
+            f"model_performance: {perf['days']} days, {perf['rows']} matured rows, realised log loss "
+            f"{perf['log_loss']:.3f} vs held-out {perf['reference_log_loss']:.3f}"
         )
     trades = s["trades"]
     if trades["count"]:

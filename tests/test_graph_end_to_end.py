@@ -42,7 +42,9 @@ def graph(database_url):
         },
     )
     inference = [
-        run_assets(["ml_predictions", "trading_signals", "dashboard_data"], database_url, day, instance)
+        run_assets(
+            ["ml_predictions", "trading_signals", "dashboard_data", "model_performance"], database_url, day, instance
+        )
         for day in PREDICT_DAYS
     ]
     return {"url": database_url, "instance": instance, "training": training, "inference": inference}
@@ -216,3 +218,60 @@ def test_retraining_registers_a_new_version_compared_on_unseen_rows(graph):
     assert chosen.version == 1
     rerun = run_assets(["ml_predictions"], url, "2024-03-11")
     assert metadata_of(rerun, "ml_predictions")["model_version"] == 1
+
+
+def test_model_performance_matches_the_matured_predictions(graph):
+    url = graph["url"]
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT day::text, matured_rows, accuracy, reference_log_loss FROM model_performance ORDER BY day"
+        ).fetchall()
+        expected = conn.execute(
+            """
+            SELECT p.ts::date::text, count(*), avg((p.predicted_direction = l.direction)::int)
+            FROM ml_predictions p JOIN ml_labels l USING (symbol, ts)
+            WHERE p.model_name = 'direction_xgboost' GROUP BY 1 ORDER BY 1
+            """
+        ).fetchall()
+    assert [(d, n) for d, n, *_ in rows] == [(d, n) for d, n, _ in expected] == [("2024-03-10", 96), ("2024-03-11", 96)]
+    assert [a for _, _, a, _ in rows] == pytest.approx([float(a) for *_, a in expected])
+    meta = metadata_of(graph["training"], "direction_model_xgboost")
+    assert rows[0][3] == pytest.approx(meta["test_log_loss"])
+
+
+def test_drift_sensor_requests_a_retrain_only_when_realised_loss_exceeds_held_out(graph):
+    from dagster import SkipReason
+
+    from pipeline_assets.automation.sensors import performance_drift_sensor
+    from pipeline_assets.resources import WarehouseResource
+
+    url = graph["url"]
+    with connect(url) as conn:
+        champion = registry.champion(conn, MODEL_NAME)
+    reference = champion.metrics["test"]["log_loss"]
+
+    def tick():
+        context = build_sensor_context(resources={"warehouse": WarehouseResource(database_url=url)})
+        return performance_drift_sensor(context)
+
+    def set_days(log_loss):
+        with connect(url) as conn, conn.transaction():
+            conn.execute("DELETE FROM model_performance WHERE day >= '2024-03-13'")
+            for day in ("2024-03-13", "2024-03-14", "2024-03-15"):
+                conn.execute(
+                    "INSERT INTO model_performance (day, model_name, model_id, matured_rows, accuracy, log_loss, "
+                    "majority_accuracy, reference_log_loss) VALUES (%s, %s, %s, 96, 0.4, %s, 0.4, %s)",
+                    (day, MODEL_NAME, champion.model_id, log_loss, reference),
+                )
+
+    try:
+        set_days(reference * 1.01)
+        assert isinstance(tick(), SkipReason)
+        set_days(reference * 1.20)
+        request = tick()
+        assert request.run_key == f"drift-retrain|{champion.model_id}|2024-03-15"
+        assert request.tags["trigger"] == "performance_drift"
+        assert "direction_model_xgboost" in request.run_config["ops"]
+    finally:
+        with connect(url) as conn, conn.transaction():
+            conn.execute("DELETE FROM model_performance WHERE day >= '2024-03-13'")

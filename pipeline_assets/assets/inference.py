@@ -20,6 +20,7 @@ from pipeline_assets.assets.ingestion import raw_ohlcv
 from pipeline_assets.assets.models import direction_model_xgboost
 from pipeline_assets.ml import direction_xgb
 from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
+from pipeline_assets.ml.performance import evaluate_predictions
 from pipeline_assets.ml.signals import SIGNAL_RULE_ID, signals_from_probabilities, strategy_returns
 from pipeline_assets.partitions import SYMBOLS, all_symbols_of_day, daily_partitions, day_window
 from pipeline_assets.resources import WarehouseResource
@@ -250,5 +251,60 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
             "traded_hours_matured": MetadataValue.int(len(traded)),
             "hit_rate": MetadataValue.float(float((traded["strategy_return"] > 0).mean()) if len(traded) else 0.0),
             "sum_strategy_return": MetadataValue.float(float(traded["strategy_return"].sum())),
+        }
+    )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name="monitoring",
+    kinds={"postgres"},
+    deps=[ml_predictions, AssetDep(ml_labels, partition_mapping=all_symbols_of_day)],
+)
+def model_performance(context: AssetExecutionContext, warehouse: WarehouseResource):
+    """Realised accuracy and log loss of the day's predictions whose labels have matured, per model,
+    next to the model's own held-out log loss (the drift sensor compares the two)."""
+    day = context.partition_key
+    start, end = day_window(day)
+    with warehouse.transaction() as conn:
+        frame = read_frame(
+            conn,
+            """
+            SELECT p.model_id, p.prob_sell, p.prob_hold, p.prob_buy, p.predicted_direction, l.direction
+            FROM ml_predictions p JOIN ml_labels l USING (symbol, ts)
+            WHERE p.ts >= %s AND p.ts < %s AND p.model_name = %s
+            """,
+            (start, end, direction_xgb.MODEL_NAME),
+        )
+        (predicted,) = conn.execute(
+            "SELECT count(*) FROM ml_predictions WHERE ts >= %s AND ts < %s AND model_name = %s",
+            (start, end, direction_xgb.MODEL_NAME),
+        ).fetchone()
+        if frame.empty:
+            return MaterializeResult(metadata={"predictions": predicted, "matured_rows": 0})
+        rows = []
+        for model_id, group in frame.groupby("model_id"):
+            record = registry.get_model(conn, int(model_id))
+            metrics = evaluate_predictions(group)
+            rows.append(
+                {
+                    "day": start.date(),
+                    "model_name": record.model_name,
+                    "model_id": int(model_id),
+                    **metrics,
+                    "reference_log_loss": float(record.metrics["test"]["log_loss"]),
+                }
+            )
+        performance = pd.DataFrame(rows)
+        stats = upsert_frame(conn, "model_performance", performance, ["day", "model_name", "model_id"])
+    return MaterializeResult(
+        metadata={
+            **stats_metadata(stats),
+            "predictions": MetadataValue.int(predicted),
+            "matured_rows": MetadataValue.int(int(performance["matured_rows"].sum())),
+            "accuracy": MetadataValue.float(float(performance["accuracy"].iloc[0])),
+            "log_loss": MetadataValue.float(float(performance["log_loss"].iloc[0])),
+            "reference_log_loss": MetadataValue.float(float(performance["reference_log_loss"].iloc[0])),
+            "table": MetadataValue.md(performance.to_markdown(index=False, floatfmt=".4f")),
         }
     )

@@ -12,8 +12,8 @@ ingestion_job = define_asset_job(
 
 inference_job = define_asset_job(
     "inference_job",
-    selection=AssetSelection.assets("ml_predictions", "trading_signals", "dashboard_data"),
-    description="Predictions, signals and dashboard rows for one day, all symbols.",
+    selection=AssetSelection.assets("ml_predictions", "trading_signals", "dashboard_data", "model_performance"),
+    description="Predictions, signals, dashboard rows and realised model performance for one day.",
 )
 
 retrain_job = define_asset_job(

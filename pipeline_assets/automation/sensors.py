@@ -1,7 +1,9 @@
-"""Sensor: new labelled rows -> online model update.
+"""Sensors: new labelled rows -> online model update; performance drift -> retrain.
 
-A custom sensor with a storage-id cursor rather than @asset_sensor, which can drop events
-when several materialisations land between ticks."""
+The label sensor is a custom sensor with a storage-id cursor rather than @asset_sensor,
+which can drop events when several materialisations land between ticks."""
+
+from datetime import UTC, datetime
 
 from dagster import (
     AssetKey,
@@ -13,7 +15,12 @@ from dagster import (
     sensor,
 )
 
-from pipeline_assets.automation.jobs import online_update_job
+from pipeline_assets.automation.jobs import online_update_job, retrain_job
+from pipeline_assets.ml.direction_xgb import MODEL_NAME
+from pipeline_assets.ml.performance import detect_drift
+from pipeline_assets.resources import WarehouseResource
+from pipeline_assets.store import models as registry
+from pipeline_assets.store.frames import read_frame
 
 LABELS_KEY = AssetKey("ml_labels")
 PAGE_SIZE = 500
@@ -55,4 +62,29 @@ def labelled_rows_sensor(context: SensorEvaluationContext):
             )
         ],
         cursor=str(last_seen),
+    )
+
+
+@sensor(job=retrain_job, minimum_interval_seconds=3600)
+def performance_drift_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
+    """Retrain when the champion's realised log loss over the last evaluated days exceeds its own
+    held-out log loss by more than the tolerance (see ml/performance.py)."""
+    with warehouse.transaction() as conn:
+        current = registry.champion(conn, MODEL_NAME)
+        if current is None:
+            return SkipReason(f"no {MODEL_NAME} champion yet")
+        history = read_frame(
+            conn,
+            "SELECT day, matured_rows, log_loss FROM model_performance WHERE model_id = %s ORDER BY day",
+            (current.model_id,),
+        )
+    decision = detect_drift(history, float(current.metrics["test"]["log_loss"]))
+    if not decision.drifted:
+        return SkipReason(f"model {current.model_id}: {decision.reason}")
+    last_day = history["day"].max()
+    now = datetime.now(UTC)
+    return RunRequest(
+        run_key=f"drift-retrain|{current.model_id}|{last_day}",
+        run_config={"ops": {"direction_model_xgboost": {"config": {"train_end": now.isoformat()}}}},
+        tags={"trigger": "performance_drift", "drift_reason": decision.reason[:200]},
     )

@@ -187,10 +187,11 @@ def predict_proba(model: xgb.XGBClassifier, frame: pd.DataFrame) -> np.ndarray:
     x = frame[list(MODEL_FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
     if np.isnan(x).any():
         raise TrainingError("cannot predict rows with missing features")
-    proba = model.predict_proba(x)
+    proba = model.predict_proba(x).astype(np.float64)
     if proba.shape[1] != len(CLASSES):
         raise TrainingError(f"model returned {proba.shape[1]} classes, expected {len(CLASSES)}")
-    return proba
+    # XGBoost computes in float32; renormalise so stored rows sum to 1 in float64.
+    return proba / proba.sum(axis=1, keepdims=True)
 
 
 def should_promote(candidate_test_log_loss: float, champion_test_log_loss: float | None) -> bool:

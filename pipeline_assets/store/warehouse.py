@@ -24,6 +24,7 @@ WAREHOUSE_TABLES = (
     "trading_signals",
     "dashboard_data",
     "partition_watermarks",
+    "model_performance",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
