@@ -200,6 +200,8 @@ def _print_summary(s: dict, echo) -> None:
             f"signals taken: {trades['count']}, hit rate {trades['hit_rate']:.3f}, "
             f"sum of 4h strategy returns {trades['sum_return']:+.4f}"
         )
+    else:
+        echo("signals taken: 0 (no hour's BUY/SELL edge cleared the signal rule; every signal is HOLD)")
     if s["online"]:
         acc = s["online"].get("prequential_accuracy")
         echo(
