@@ -35,6 +35,8 @@ def test_hourly_ingestion_requests_today_and_catches_up_yesterday_after_midnight
     assert {r.partition_key.keys_by_dimension["date"] for r in early} == {"2024-03-04", "2024-03-05"}
     assert len(early) == 2 * len(SYMBOLS)
     assert len({r.run_key for r in early}) == len(early)
+    midnight = _requests(hourly_ingestion_schedule, datetime(2024, 3, 5, 0, 5, tzinfo=UTC))
+    assert {r.partition_key.keys_by_dimension["date"] for r in midnight} == {"2024-03-04"}
     # the keys are valid partitions of the job the schedule targets
     job_keys = set(
         defs.resolve_job_def("ingestion_job").partitions_def.get_partition_keys(

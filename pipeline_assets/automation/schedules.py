@@ -15,10 +15,12 @@ CATCH_UP_HOURS = HORIZON_HOURS + 2
 
 def _days_to_refresh(context: ScheduleEvaluationContext) -> list[str]:
     now = context.scheduled_execution_time
-    today = now.strftime("%Y-%m-%d")
+    days = []
     if now.hour < CATCH_UP_HOURS:
-        return [(now - timedelta(days=1)).strftime("%Y-%m-%d"), today]
-    return [today]
+        days.append((now - timedelta(days=1)).strftime("%Y-%m-%d"))
+    if now.hour >= 1:  # before 01:00 no bar of today has closed, so today has nothing to ingest
+        days.append(now.strftime("%Y-%m-%d"))
+    return days
 
 
 @schedule(cron_schedule="5 * * * *", job=ingestion_job, execution_timezone="UTC")
