@@ -216,3 +216,12 @@ def test_timescale_aggregate_file_splits_into_its_statements():
     statements = _split_statements(aggregates.sql)
     assert not aggregates.transactional and aggregates.needs_timescale
     assert [s.split()[0] for s in statements] == ["CREATE", "CREATE", "SELECT", "SELECT"]
+
+
+def test_with_database_keeps_host_and_socket_options():
+    from pipeline_assets.local_db import with_database
+
+    assert with_database("postgresql://postgres:@/postgres?host=/tmp/pg", "pipeline") == (
+        "postgresql://postgres:@/pipeline?host=/tmp/pg"
+    )
+    assert with_database("postgresql://u@127.0.0.1:5432/postgres", "x") == "postgresql://u@127.0.0.1:5432/x"
