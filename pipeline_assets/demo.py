@@ -20,18 +20,21 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 
 TRAIN_FRACTION = 0.7
+# 4 days of indicator warm-up + enough complete rows to train (300) + a few days to predict.
+MIN_DAYS = 12
+MIN_TRAIN_DAYS = 8
 # Runs still record every event in the instance (and the UI); only console output is quiet.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--days", type=int, default=60, help="days of hourly data (>= 8)")
+    parser.add_argument("--days", type=int, default=60, help=f"days of hourly data (>= {MIN_DAYS})")
     parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT,BNBUSDT,SOLUSDT")
     parser.add_argument("--end", default=None, help="last day (YYYY-MM-DD, default yesterday UTC)")
     args = parser.parse_args(argv)
-    if args.days < 8:
-        parser.error("--days must be at least 8 (warm-up, training and out-of-sample days)")
+    if args.days < MIN_DAYS:
+        parser.error(f"--days must be at least {MIN_DAYS} (4 warm-up days, training rows, out-of-sample days)")
     return args
 
 
@@ -48,9 +51,14 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
     os.environ["PIPELINE_DATABASE_URL"] = database_url
     os.environ["PIPELINE_SYMBOLS"] = ",".join(symbols)
     os.environ["PIPELINE_PARTITION_START"] = first_day.isoformat()
-    # Partitions are read from the environment at import time.
-    for module in [m for m in sys.modules if m.startswith("pipeline_assets.") and m != "pipeline_assets.demo"]:
-        del sys.modules[module]
+    # Partitions are read from the environment when pipeline_assets.partitions is first imported.
+    if "pipeline_assets.partitions" in sys.modules:
+        partitions = sys.modules["pipeline_assets.partitions"]
+        if list(partitions.SYMBOLS) != symbols or partitions.daily_partitions.start.date() != first_day:
+            raise RuntimeError(
+                "pipeline_assets.partitions was imported with other symbols or start date; "
+                "run the demo in a fresh process (python -m pipeline_assets.demo)"
+            )
     definitions = importlib.import_module("pipeline_assets.definitions")
     from pipeline_assets.automation.sensors import labelled_rows_sensor
     from pipeline_assets.partitions import daily_symbol_key
@@ -89,7 +97,7 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
         if (index + 1) % 10 == 0:
             echo(f"  {index + 1}/{days} days ({time.monotonic() - started:.0f}s)")
 
-    train_days = max(5, int(days * TRAIN_FRACTION))
+    train_days = max(MIN_TRAIN_DAYS, int(days * TRAIN_FRACTION))
     cutoff = datetime.combine(first_day + timedelta(days=train_days), datetime.min.time(), tzinfo=UTC)
     echo(f"training direction_model_xgboost on labels matured by {cutoff.isoformat()} ...")
     run(
