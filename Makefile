@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test lint validate dagster-home dev bench clean
+.PHONY: install demo test lint validate dagster-home dev bench checks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: lint validate
 # Dagster UI + daemon on http://127.0.0.1:3000 against the same warehouse as the demo.
 dev: dagster-home
 	$(BIN)/python -m pipeline_assets.local_db $(BIN)/dagster dev -w workspace.yaml
+
+# Whole-warehouse contract and leakage scans; exits 1 if any check fails (for CI or cron).
+checks: install
+	$(BIN)/python -m pipeline_assets.checks.run
 
 bench: install
 	$(BIN)/python benchmarks/bench_indicators.py

@@ -28,6 +28,7 @@ from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import read_frame, upsert_frame
 from pipeline_assets.store.warehouse import (
     read_labels,
+    read_leaking_predictions,
     read_model_inputs,
     read_ohlcv,
     read_predictions,
@@ -42,21 +43,6 @@ def _require_all_symbols(frame: pd.DataFrame, what: str, date_key: str) -> None:
     missing = sorted(set(SYMBOLS) - set(frame["symbol"].unique()))
     if missing:
         raise Failure(f"{what} {date_key}: no rows for symbol(s) {missing}; materialise their partitions first")
-
-
-def leakage_violations(conn, start, end) -> pd.DataFrame:
-    """Predictions in [start, end) made by a model whose training labels matured at or after the
-    predicted hour: the model saw the future it is predicting."""
-    return read_frame(
-        conn,
-        """
-        SELECT p.symbol, p.ts, p.model_id, m.labels_matured_until
-        FROM ml_predictions p JOIN ml_models_metadata m ON m.model_id = p.model_id
-        WHERE p.ts >= %s AND p.ts < %s AND m.labels_matured_until >= p.ts
-        ORDER BY p.ts, p.symbol
-        """,
-        (start, end),
-    )
 
 
 @asset(
@@ -125,7 +111,7 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
     )
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "ml_predictions", predictions, ["symbol", "ts", "model_name"])
-        leaks = leakage_violations(conn, start, day_end)
+        leaks = read_leaking_predictions(conn, start, day_end)
         stored = read_predictions(conn, SYMBOLS, start, day_end, direction_xgb.MODEL_NAME)
     total = stored[["prob_sell", "prob_hold", "prob_buy"]].sum(axis=1)
     bad_proba = stored[

@@ -2,6 +2,8 @@
 
 from dagster import AssetSelection, define_asset_job
 
+from pipeline_assets.checks.warehouse import WAREHOUSE_CHECKS
+
 ingestion_job = define_asset_job(
     "ingestion_job",
     selection=AssetSelection.assets(
@@ -26,4 +28,10 @@ online_update_job = define_asset_job(
     "online_update_job",
     selection=AssetSelection.assets("online_model_river"),
     description="Teach the River online model the labelled rows it has not seen.",
+)
+
+warehouse_checks_job = define_asset_job(
+    "warehouse_checks_job",
+    selection=AssetSelection.checks(*WAREHOUSE_CHECKS),
+    description="Scan every stored bar and prediction against the contract and the leakage rule.",
 )

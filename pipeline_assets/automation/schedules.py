@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from dagster import RunRequest, ScheduleEvaluationContext, schedule
 
-from pipeline_assets.automation.jobs import inference_job, ingestion_job, retrain_job
+from pipeline_assets.automation.jobs import inference_job, ingestion_job, retrain_job, warehouse_checks_job
 from pipeline_assets.ml.labels import HORIZON_HOURS
 from pipeline_assets.partitions import SYMBOLS, daily_symbol_key
 
@@ -50,3 +50,9 @@ def daily_retrain_schedule(context: ScheduleEvaluationContext):
         run_key=f"retrain|{when.strftime('%Y-%m-%d')}",
         run_config={"ops": {"direction_model_xgboost": {"config": {"train_end": when.isoformat()}}}},
     )
+
+
+@schedule(cron_schedule="15 2 * * *", job=warehouse_checks_job, execution_timezone="UTC")
+def daily_warehouse_checks_schedule(context: ScheduleEvaluationContext):
+    """Daily whole-table contract and leakage scans."""
+    return RunRequest(run_key=f"checks|{context.scheduled_execution_time.strftime('%Y-%m-%d')}")

@@ -86,6 +86,26 @@ def read_predictions(
     )
 
 
+def read_leaking_predictions(conn: psycopg.Connection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Predictions in [start, end) made by a model whose training labels matured at or after the
+    predicted hour: the model saw the future it is predicting."""
+    return read_frame(
+        conn,
+        """
+        SELECT p.symbol, p.ts, p.model_name, p.model_id, m.labels_matured_until
+        FROM ml_predictions p JOIN ml_models_metadata m ON m.model_id = p.model_id
+        WHERE p.ts >= %s AND p.ts < %s AND m.labels_matured_until >= p.ts
+        ORDER BY p.ts, p.symbol
+        """,
+        (start, end),
+    )
+
+
+def read_symbols(conn: psycopg.Connection, table: str) -> list[str]:
+    query = sql.SQL("SELECT DISTINCT symbol FROM {} ORDER BY symbol").format(sql.Identifier(table))
+    return [row[0] for row in conn.execute(query).fetchall()]
+
+
 def read_signals(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
     return _time_range(
         conn,
