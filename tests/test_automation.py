@@ -13,6 +13,7 @@ from dagster_helpers import run_assets
 
 from pipeline_assets.automation.schedules import (
     daily_retrain_schedule,
+    daily_warehouse_checks_schedule,
     hourly_inference_schedule,
     hourly_ingestion_schedule,
 )
@@ -52,6 +53,9 @@ def test_inference_and_retrain_schedules():
     ]
     (retrain,) = _requests(daily_retrain_schedule, datetime(2024, 3, 5, 0, 30, tzinfo=UTC))
     assert retrain.run_config["ops"]["direction_model_xgboost"]["config"]["train_end"] == "2024-03-05T00:30:00+00:00"
+    (checks,) = _requests(daily_warehouse_checks_schedule, datetime(2024, 3, 5, 2, 15, tzinfo=UTC))
+    assert checks.run_key == "checks|2024-03-05"
+    assert daily_warehouse_checks_schedule.job_name == "warehouse_checks_job"
 
 
 def test_sensor_cursor_sees_every_new_label_materialisation_once(warehouse_url):
