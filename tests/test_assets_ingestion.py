@@ -168,3 +168,16 @@ def test_sentiment_features_need_ingested_headlines_and_stop_at_the_watermark(wa
     with connect(warehouse_url) as conn:
         last = conn.execute("SELECT max(ts), count(*) FROM ml_features_sentiment").fetchone()
     assert last == (datetime(2024, 3, 5, 9, tzinfo=UTC), 10)
+
+
+def test_a_partition_with_no_valid_bar_fails_but_keeps_its_quarantine(warehouse_url, tmp_path):
+    bars = SyntheticMarket().ohlcv("BTCUSDT", START, START + pd.Timedelta(hours=3))
+    write_csv(bars.assign(close=np.nan), tmp_path / "BTCUSDT.csv")
+    market = MarketDataResource(ohlcv_source="csv", csv_directory=str(tmp_path))
+    result = run_assets(
+        ["raw_ohlcv"], warehouse_url, daily_symbol_key(DAY, "BTCUSDT"), market=market, raise_on_error=False
+    )
+    failure = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "returned no valid bars (3 rows, rejected: {'NaN in close': 3})" in failure
+    assert count(warehouse_url, "SELECT count(*) FROM quarantine WHERE reason = 'NaN in close'") == 3
+    assert count(warehouse_url, "SELECT count(*) FROM raw_ohlcv") == 0

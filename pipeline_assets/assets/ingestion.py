@@ -96,6 +96,8 @@ def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, mark
         raise Failure(f"raw_ohlcv {symbol} {date_key}: source {source.name} failed: {exc}") from exc
     contract = validate_ohlcv(bars, symbol, start, end)
     if contract.valid.empty:
+        with warehouse.transaction() as conn:  # keep the refused rows and their reasons even so
+            replace_quarantine(conn, "raw_ohlcv", str(context.partition_key), contract.rejected)
         raise Failure(
             f"raw_ohlcv {symbol} {date_key}: source {source.name} returned no valid bars "
             f"({len(bars)} rows, rejected: {contract.reasons})"
