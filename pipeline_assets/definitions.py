@@ -2,7 +2,14 @@
 
 import os
 
-from dagster import Definitions, EnvVar
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+    EnvVar,
+    in_process_executor,
+)
 
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
@@ -18,11 +25,10 @@ from pipeline_assets.automation.jobs import (
 from pipeline_assets.automation.schedules import (
     daily_retrain_schedule,
     daily_warehouse_checks_schedule,
-    hourly_inference_schedule,
     hourly_ingestion_schedule,
 )
 from pipeline_assets.automation.sensors import labelled_rows_sensor, performance_drift_sensor
-from pipeline_assets.checks.warehouse import WAREHOUSE_CHECKS
+from pipeline_assets.checks.warehouse import WAREHOUSE_CHECKS, warehouse_tables
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
 
 ASSETS = [
@@ -37,7 +43,21 @@ ASSETS = [
     trading_signals,
     dashboard_data,
     model_performance,
+    warehouse_tables,
 ]
+# Daily-partitioned assets in dependency order (the backfill CLI's default selection).
+DAILY_ASSET_NAMES = tuple(a.key.to_user_string() for a in ASSETS if getattr(a, "partitions_def", None) is not None)
+INGESTION_ASSET_NAMES = ("raw_ohlcv", "raw_sentiment", "ml_features_ohlcv", "ml_features_sentiment", "ml_labels")
+INFERENCE_ASSET_NAMES = ("ml_predictions", "trading_signals", "dashboard_data", "model_performance")
+
+# Declarative automation: new or corrected days flow from ingestion to dashboard rows. On by
+# default (it only reacts to materialisations); the schedules that ingest are off by default.
+automation_sensor = AutomationConditionSensorDefinition(
+    "automation_condition_sensor",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
 
 
 def market_resource_from_env() -> MarketDataResource:
@@ -53,13 +73,11 @@ defs = Definitions(
     assets=ASSETS,
     asset_checks=WAREHOUSE_CHECKS,
     jobs=[ingestion_job, inference_job, retrain_job, online_update_job, warehouse_checks_job],
-    schedules=[
-        hourly_ingestion_schedule,
-        hourly_inference_schedule,
-        daily_retrain_schedule,
-        daily_warehouse_checks_schedule,
-    ],
-    sensors=[labelled_rows_sensor, performance_drift_sensor],
+    schedules=[hourly_ingestion_schedule, daily_retrain_schedule, daily_warehouse_checks_schedule],
+    sensors=[labelled_rows_sensor, performance_drift_sensor, automation_sensor],
+    # Steps of a run execute in the run's process: every asset is vectorised over the run's whole
+    # range, so a subprocess per step (about 4 s of imports each) would cost more than it computes.
+    executor=in_process_executor,
     resources={
         "warehouse": WarehouseResource(database_url=EnvVar("PIPELINE_DATABASE_URL")),
         "market": market_resource_from_env(),

@@ -39,85 +39,67 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, echo=print) -> dict:
-    """Materialise everything through the Dagster definitions; returns the summary numbers."""
-    import warnings
+    """Materialise everything as one Dagster asset backfill (recorded in DAGSTER_HOME's instance,
+    or a temporary one); returns the summary numbers."""
+    import tempfile
 
-    from dagster import BetaWarning, DagsterInstance, PreviewWarning, build_sensor_context
+    from dagster import build_sensor_context
 
-    warnings.filterwarnings("ignore", category=BetaWarning)
-    warnings.filterwarnings("ignore", category=PreviewWarning)
+    from pipeline_assets.cli.backfill import configure_environment, open_instance, run_asset_backfill
 
     first_day = last_day - timedelta(days=days - 1)
-    os.environ["PIPELINE_DATABASE_URL"] = database_url
-    os.environ["PIPELINE_SYMBOLS"] = ",".join(symbols)
-    os.environ["PIPELINE_PARTITION_START"] = first_day.isoformat()
-    # Partitions are read from the environment when pipeline_assets.partitions is first imported.
-    if "pipeline_assets.partitions" in sys.modules:
-        partitions = sys.modules["pipeline_assets.partitions"]
-        if list(partitions.SYMBOLS) != symbols or partitions.daily_partitions.start.date() != first_day:
-            raise RuntimeError(
-                "pipeline_assets.partitions was imported with other symbols or start date; "
-                "run the demo in a fresh process (python -m pipeline_assets.demo)"
-            )
+    configure_environment(symbols=symbols, partition_start=first_day.isoformat(), database_url=database_url)
+    temporary_home = None
+    if not os.environ.get("DAGSTER_HOME"):
+        temporary_home = tempfile.TemporaryDirectory(prefix="pipeline_demo_dagster_")
+        os.environ["DAGSTER_HOME"] = temporary_home.name
     definitions = importlib.import_module("pipeline_assets.definitions")
     from pipeline_assets.automation.sensors import labelled_rows_sensor
-    from pipeline_assets.partitions import daily_symbol_key
     from pipeline_assets.store.db import connect
     from pipeline_assets.store.warehouse import table_counts
 
     defs = definitions.defs
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-    ingestion = defs.resolve_job_def("ingestion_job")
-    inference = defs.resolve_job_def("inference_job")
-    retrain = defs.resolve_job_def("retrain_job")
-    online = defs.resolve_job_def("online_update_job")
+    instance = open_instance()
     started = time.monotonic()
-    runs = 0
-
-    def run(job, run_config: dict | None = None, **kwargs) -> None:
-        nonlocal runs
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=True, run_config={**QUIET_RUN_CONFIG, **(run_config or {})}, **kwargs
-        )
-        runs += 1
-        if not result.success:
-            raise RuntimeError(f"{job.name} {kwargs.get('partition_key')} failed")
-
     day_keys = [(first_day + timedelta(days=i)).isoformat() for i in range(days)]
-    echo(f"ingesting {days} days x {len(symbols)} symbols ({day_keys[0]} .. {day_keys[-1]}) ...")
-    for index, day in enumerate(day_keys):
-        for symbol in symbols:
-            run(ingestion, partition_key=daily_symbol_key(day, symbol))
-            if index:  # yesterday's last labels mature with today's bars
-                run(
-                    ingestion,
-                    partition_key=daily_symbol_key(day_keys[index - 1], symbol),
-                    asset_selection=[_key("ml_labels")],
-                )
-        if (index + 1) % 10 == 0:
-            echo(f"  {index + 1}/{days} days ({time.monotonic() - started:.0f}s)")
-
     train_days = max(MIN_TRAIN_DAYS, int(days * TRAIN_FRACTION))
     cutoff = datetime.combine(first_day + timedelta(days=train_days), datetime.min.time(), tzinfo=UTC)
-    echo(f"training direction_model_xgboost on labels matured by {cutoff.isoformat()} ...")
-    run(
-        retrain,
-        run_config={
-            "ops": {"direction_model_xgboost": {"config": {"train_end": cutoff.isoformat(), "train_days": train_days}}}
-        },
-    )
-
     predict_days = [d for d in day_keys if d >= cutoff.date().isoformat()]
+    echo(f"ingesting {days} days x {len(symbols)} symbols ({day_keys[0]} .. {day_keys[-1]}) ...")
+    echo(f"training direction_model_xgboost on labels matured by {cutoff.isoformat()} ...")
     echo(f"predicting {len(predict_days)} out-of-sample days ...")
-    for day in predict_days:
-        run(inference, partition_key=day)
+    targets: dict[str, list[str] | None] = {name: day_keys for name in definitions.INGESTION_ASSET_NAMES}
+    targets["direction_model_xgboost"] = None
+    targets.update({name: predict_days for name in definitions.INFERENCE_ASSET_NAMES})
+    outcome = run_asset_backfill(
+        instance,
+        targets,
+        title=f"demo {day_keys[0]}..{day_keys[-1]} ({len(symbols)} symbols)",
+        run_config={
+            **QUIET_RUN_CONFIG,
+            "ops": {"direction_model_xgboost": {"config": {"train_end": cutoff.isoformat(), "train_days": train_days}}},
+        },
+        echo=echo,
+    )
+    if outcome.failed_runs or outcome.status != "COMPLETED_SUCCESS":
+        raise RuntimeError(
+            f"demo backfill {outcome.backfill_id} ended {outcome.status}: failed runs {outcome.failed_runs}"
+        )
+    runs = outcome.runs
 
     sensor_context = build_sensor_context(instance=instance, definitions=defs)
     tick = labelled_rows_sensor(sensor_context)
     online_requests = len(getattr(tick, "run_requests", None) or [])
     if online_requests:
         echo("labelled_rows_sensor requested an online update; running online_update_job ...")
-        run(online)
+        step = time.monotonic()
+        result = defs.resolve_job_def("online_update_job").execute_in_process(
+            instance=instance, raise_on_error=True, run_config=QUIET_RUN_CONFIG
+        )
+        runs += 1
+        if not result.success:
+            raise RuntimeError("online_update_job failed")
+        echo(f"  online_update_job {time.monotonic() - step:.1f}s")
 
     with connect(database_url) as conn:
         counts = table_counts(conn)
@@ -174,15 +156,9 @@ def _f(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _key(name: str):
-    from dagster import AssetKey
-
-    return AssetKey(name)
-
-
 def _print_summary(s: dict, echo) -> None:
     echo("")
-    echo(f"== demo summary: {s['runs']} Dagster runs in {s['seconds']}s ==")
+    echo(f"== demo summary: one asset backfill, {s['runs']} Dagster runs in {s['seconds']}s ==")
     echo(pd.Series(s["counts"], name="rows").to_frame().to_markdown())
     test = s["model"]["test"]
     echo(

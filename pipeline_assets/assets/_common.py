@@ -1,11 +1,44 @@
-"""Small helpers shared by the asset modules: clocks, metadata, failures."""
+"""Small helpers shared by the asset modules: run windows, clocks, metadata, retries."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from dagster import MetadataValue
+from dagster import AssetExecutionContext, Backoff, Jitter, MetadataValue, RetryPolicy
+
+from pipeline_assets.partitions import days_between
 
 PREVIEW_ROWS = 8
+
+# Transient failures (connection lost, serialization failure, deadlock, exchange 5xx) are
+# retried with backoff; contract violations raise dagster.Failure(allow_retries=False) instead.
+TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+OWNERS = ["team:market-data"]
+ML_OWNERS = ["team:quant-ml"]
+
+
+@dataclass(frozen=True)
+class RunWindow:
+    """The days one run materialises: a single partition or a range (backfill policy)."""
+
+    start: datetime
+    end: datetime
+    days: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.days[0] if len(self.days) == 1 else f"{self.days[0]}..{self.days[-1]}"
+
+
+def run_window(context: AssetExecutionContext) -> RunWindow:
+    window = context.partition_time_window
+    start = window.start.astimezone(UTC)
+    end = window.end.astimezone(UTC)
+    return RunWindow(start, end, tuple(days_between(start, end)))
 
 
 def utc_now() -> datetime:
@@ -34,3 +67,30 @@ def stats_metadata(stats) -> dict:
 
 def hours_in(start: datetime, end: datetime) -> int:
     return max(0, int((end - start) / timedelta(hours=1)))
+
+
+def rows_per_day(frame: pd.DataFrame, days: Iterable[str], ts_column: str = "ts") -> dict[str, int]:
+    """Row count per UTC day key (0 for days without rows)."""
+    counts = dict.fromkeys(days, 0)
+    if len(frame):
+        per_day = frame[ts_column].dt.strftime("%Y-%m-%d").value_counts()
+        for day, count in per_day.items():
+            if day in counts:
+                counts[day] = int(count)
+    return counts
+
+
+def add_day_metadata(context: AssetExecutionContext, per_day: Mapping[str, Mapping]) -> None:
+    """Per-partition metadata inside a range run: each day's materialisation event carries its
+    own figures (the run-level metadata is shared by all of them)."""
+    for day, metadata in per_day.items():
+        context.add_asset_metadata(dict(metadata), partition_key=day)
+
+
+def symbol_day_table(missing: Mapping[str, list[str]], limit: int = 40) -> MetadataValue:
+    """Markdown table of (day -> symbols) for missing data reports."""
+    rows = [{"day": day, "symbols": ", ".join(symbols)} for day, symbols in sorted(missing.items()) if symbols]
+    if not rows:
+        return MetadataValue.md("none")
+    more = f"\n\n(+{len(rows) - limit} more days)" if len(rows) > limit else ""
+    return MetadataValue.md(pd.DataFrame(rows[:limit]).to_markdown(index=False) + more)

@@ -1,4 +1,6 @@
-"""Cross-symbol daily assets: predictions, trading signals and dashboard rows."""
+"""Cross-symbol daily assets: predictions, trading signals, dashboard rows and realised
+performance, for one or many days per run. A symbol without rows for a day (an outage, a symbol
+that started later) is reported per day, never a failure of the other symbols."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +8,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetDep,
     AssetExecutionContext,
     Failure,
     MaterializeResult,
@@ -14,15 +15,26 @@ from dagster import (
     asset,
 )
 
-from pipeline_assets.assets._common import closed_bars_end, frame_metadata, stats_metadata
+from pipeline_assets.assets._common import (
+    ML_OWNERS,
+    TRANSIENT_RETRY,
+    add_day_metadata,
+    closed_bars_end,
+    frame_metadata,
+    rows_per_day,
+    run_window,
+    stats_metadata,
+    symbol_day_table,
+)
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.assets.ingestion import raw_ohlcv
 from pipeline_assets.assets.models import direction_model_xgboost
+from pipeline_assets.automation.conditions import correction_aware
 from pipeline_assets.ml import direction_xgb
 from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
 from pipeline_assets.ml.performance import evaluate_predictions
 from pipeline_assets.ml.signals import SIGNAL_RULE_ID, signals_from_probabilities, strategy_returns
-from pipeline_assets.partitions import SYMBOLS, all_symbols_of_day, daily_partitions, day_window
+from pipeline_assets.partitions import SYMBOLS, daily_partitions, day_window, range_backfill_policy
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import read_frame, upsert_frame
@@ -37,30 +49,37 @@ from pipeline_assets.store.warehouse import (
 
 LEAKAGE_CHECK = "model_trained_before_prediction_time"
 PROBABILITY_CHECK = "probabilities_sum_to_one"
+MODEL_ASSET = "direction_model_xgboost"
 
 
-def _require_all_symbols(frame: pd.DataFrame, what: str, date_key: str) -> None:
-    missing = sorted(set(SYMBOLS) - set(frame["symbol"].unique()))
-    if missing:
-        raise Failure(f"{what} {date_key}: no rows for symbol(s) {missing}; materialise their partitions first")
+class LeakageError(RuntimeError):
+    """Predictions about to be stored came from a model that saw their future."""
+
+
+def _missing_symbols(frame: pd.DataFrame, days) -> dict[str, list[str]]:
+    present = set(zip(frame["ts"].dt.strftime("%Y-%m-%d"), frame["symbol"], strict=True)) if len(frame) else set()
+    return {day: [s for s in SYMBOLS if (day, s) not in present] for day in days}
 
 
 @asset(
     partitions_def=daily_partitions,
+    backfill_policy=range_backfill_policy,
     group_name="inference",
     kinds={"xgboost", "postgres"},
-    deps=[
-        AssetDep(ml_features_ohlcv, partition_mapping=all_symbols_of_day),
-        AssetDep(ml_features_sentiment, partition_mapping=all_symbols_of_day),
-        direction_model_xgboost,
-    ],
+    code_version="2",
+    owners=ML_OWNERS,
+    tags={"layer": "inference"},
+    retry_policy=TRANSIENT_RETRY,
+    automation_condition=correction_aware(ignore=[MODEL_ASSET], require=[MODEL_ASSET]),
+    deps=[ml_features_ohlcv, ml_features_sentiment, direction_model_xgboost],
     check_specs=[
         AssetCheckSpec(
             LEAKAGE_CHECK,
             asset="ml_predictions",
             blocking=True,
             description="Every prediction comes from a model whose training labels all matured "
-            "before the predicted hour.",
+            "before the predicted hour (checked inside the writing transaction: leaky rows are rolled "
+            "back, never visible).",
         ),
         AssetCheckSpec(
             PROBABILITY_CHECK,
@@ -71,48 +90,85 @@ def _require_all_symbols(frame: pd.DataFrame, what: str, date_key: str) -> None:
     ],
 )
 def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource):
-    """SELL/HOLD/BUY probabilities for every symbol and hour of the day, from the newest promoted
-    XGBoost model whose training labels had all matured before the day began (point-in-time)."""
-    date_key = context.partition_key
-    start, day_end = day_window(date_key)
-    end = closed_bars_end(day_end)
+    """SELL/HOLD/BUY probabilities for every symbol and closed hour of the run's days. Each day
+    uses the newest promoted XGBoost model whose training labels had all matured before that day
+    began (point-in-time, also inside a range run spanning several model versions)."""
+    window = run_window(context)
+    end = closed_bars_end(window.end)
+    frames, models_used = [], {}
     with warehouse.transaction() as conn:
-        inputs = read_model_inputs(conn, SYMBOLS, start, end)
-        _require_all_symbols(inputs, "ml_predictions", date_key)
-        try:
-            record = registry.model_for_prediction(conn, direction_xgb.MODEL_NAME, start)
-        except registry.ModelNotFoundError as exc:
-            raise Failure(f"ml_predictions {date_key}: {exc}") from exc
-        if record.feature_set_id != MODEL_FEATURE_SET_ID:
+        inputs = read_model_inputs(conn, SYMBOLS, window.start, end)
+        if inputs.empty:
             raise Failure(
-                f"ml_predictions {date_key}: model {record.model_id} uses feature set {record.feature_set_id}, "
-                f"features are {MODEL_FEATURE_SET_ID}; retrain direction_model_xgboost"
+                f"ml_predictions {window.label}: no feature rows for any symbol; materialise ml_features_ohlcv",
+                allow_retries=False,
             )
-        _, artifact = registry.load_artifact(conn, record.model_id)
-    model = direction_xgb.deserialize(artifact)
+        by_model: dict[int, list[str]] = {}
+        records = {}
+        for day in window.days:
+            day_start, _ = day_window(day)
+            try:
+                record = registry.model_for_prediction(conn, direction_xgb.MODEL_NAME, day_start)
+            except registry.ModelNotFoundError as exc:
+                raise Failure(f"ml_predictions {day}: {exc}", allow_retries=False) from exc
+            if record.feature_set_id != MODEL_FEATURE_SET_ID:
+                raise Failure(
+                    f"ml_predictions {day}: model {record.model_id} uses feature set {record.feature_set_id}, "
+                    f"features are {MODEL_FEATURE_SET_ID}; retrain direction_model_xgboost",
+                    allow_retries=False,
+                )
+            records[record.model_id] = record
+            by_model.setdefault(record.model_id, []).append(day)
+        artifacts = {model_id: registry.load_artifact(conn, model_id)[1] for model_id in by_model}
     try:
         complete, incomplete = split_complete_rows(inputs)
     except DatasetError as exc:
-        raise Failure(f"ml_predictions {date_key}: {exc}") from exc
+        raise Failure(f"ml_predictions {window.label}: {exc}", allow_retries=False) from exc
     if complete.empty:
-        raise Failure(f"ml_predictions {date_key}: no row has complete features ({len(incomplete)} incomplete)")
-    proba = direction_xgb.predict_proba(model, complete)
-    predictions = pd.DataFrame(
-        {
-            "symbol": complete["symbol"],
-            "ts": complete["ts"],
-            "model_name": direction_xgb.MODEL_NAME,
-            "model_id": record.model_id,
-            "prob_sell": proba[:, 0],
-            "prob_hold": proba[:, 1],
-            "prob_buy": proba[:, 2],
-            "predicted_direction": proba.argmax(axis=1).astype(np.int16),
-        }
-    )
-    with warehouse.transaction() as conn:
-        stats = upsert_frame(conn, "ml_predictions", predictions, ["symbol", "ts", "model_name"])
-        leaks = read_leaking_predictions(conn, start, day_end)
-        stored = read_predictions(conn, SYMBOLS, start, day_end, direction_xgb.MODEL_NAME)
+        raise Failure(
+            f"ml_predictions {window.label}: no row has complete features ({len(incomplete)} incomplete)",
+            allow_retries=False,
+        )
+    complete_day = complete["ts"].dt.strftime("%Y-%m-%d")
+    for model_id, days in by_model.items():
+        rows = complete[complete_day.isin(days).to_numpy()]
+        if rows.empty:
+            continue
+        model = direction_xgb.deserialize(artifacts[model_id])
+        proba = direction_xgb.predict_proba(model, rows)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": rows["symbol"].to_numpy(),
+                    "ts": rows["ts"].to_numpy(),
+                    "model_name": direction_xgb.MODEL_NAME,
+                    "model_id": model_id,
+                    "prob_sell": proba[:, 0],
+                    "prob_hold": proba[:, 1],
+                    "prob_buy": proba[:, 2],
+                    "predicted_direction": proba.argmax(axis=1).astype(np.int16),
+                }
+            )
+        )
+        models_used[str(model_id)] = days
+    predictions = pd.concat(frames, ignore_index=True)
+    predictions["ts"] = pd.to_datetime(predictions["ts"], utc=True)
+    try:
+        with warehouse.transaction() as conn:
+            stats = upsert_frame(
+                conn, "ml_predictions", predictions, ["symbol", "ts", "model_name"], changed_by_day="ts"
+            )
+            leaks = read_leaking_predictions(conn, window.start, window.end)
+            if len(leaks):
+                # Raised inside the transaction: the leaky rows are rolled back, never visible.
+                raise LeakageError(leaks.head(10).to_markdown(index=False))
+            stored = read_predictions(conn, SYMBOLS, window.start, window.end, direction_xgb.MODEL_NAME)
+    except LeakageError as exc:
+        raise Failure(
+            f"ml_predictions {window.label}: predictions from a model that saw their future; nothing was "
+            f"written. First rows:\n{exc}",
+            allow_retries=False,
+        ) from exc
     total = stored[["prob_sell", "prob_hold", "prob_buy"]].sum(axis=1)
     bad_proba = stored[
         ((total - 1).abs() > 1e-5)
@@ -123,14 +179,13 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
         AssetCheckResult(
             asset_key="ml_predictions",
             check_name=LEAKAGE_CHECK,
-            passed=leaks.empty,
+            passed=True,
             severity=AssetCheckSeverity.ERROR,
             metadata={
-                "violations": len(leaks),
-                "model_id": record.model_id,
-                "model_labels_matured_until": record.labels_matured_until.isoformat(),
-                **(
-                    {"first_violation": MetadataValue.md(leaks.head(10).to_markdown(index=False))} if len(leaks) else {}
+                "violations": 0,
+                "models_by_day": MetadataValue.json(models_used),
+                "model_labels_matured_until": MetadataValue.json(
+                    {str(k): r.labels_matured_until.isoformat() for k, r in records.items()}
                 ),
             },
         ),
@@ -142,13 +197,27 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
             metadata={"violations": len(bad_proba)},
         ),
     ]
+    missing = _missing_symbols(predictions, [d for d in window.days if day_window(d)[0] < end])
+    day_rows = rows_per_day(predictions, window.days)
+    add_day_metadata(
+        context,
+        {
+            day: {
+                "rows": MetadataValue.int(day_rows[day]),
+                "rows_changed": MetadataValue.int(stats.changed_per_day.get(day, 0)),
+                "symbols_without_prediction": MetadataValue.json(missing.get(day, [])),
+            }
+            for day in window.days
+        },
+    )
     return MaterializeResult(
         metadata={
             **frame_metadata(predictions),
             **stats_metadata(stats),
-            "model_id": MetadataValue.int(record.model_id),
-            "model_version": MetadataValue.int(record.version),
+            "days_in_run": MetadataValue.int(len(window.days)),
+            "model_ids": MetadataValue.json(sorted(int(m) for m in by_model)),
             "rows_without_complete_features": MetadataValue.int(len(incomplete)),
+            "symbol_days_without_prediction": symbol_day_table(missing),
             "predicted_direction_counts": MetadataValue.json(
                 {str(k): int(v) for k, v in predictions["predicted_direction"].value_counts().items()}
             ),
@@ -157,54 +226,83 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
     )
 
 
-@asset(
-    partitions_def=daily_partitions,
+def _daily_asset(**kwargs):
+    """Common decoration of the downstream daily assets (range-first, automated, retried)."""
+    return asset(
+        partitions_def=daily_partitions,
+        backfill_policy=range_backfill_policy,
+        kinds={"postgres"},
+        code_version="2",
+        owners=ML_OWNERS,
+        retry_policy=TRANSIENT_RETRY,
+        automation_condition=correction_aware(),
+        **kwargs,
+    )
+
+
+@_daily_asset(
     group_name="inference",
-    kinds={"postgres"},
+    tags={"layer": "inference"},
     deps=[ml_predictions],
     metadata={"signal_rule_id": SIGNAL_RULE_ID},
 )
 def trading_signals(context: AssetExecutionContext, warehouse: WarehouseResource):
-    """BUY / SELL / HOLD per symbol and hour from the day's direction probabilities."""
-    start, end = day_window(context.partition_key)
+    """BUY / SELL / HOLD per symbol and hour from the run's direction probabilities."""
+    window = run_window(context)
     with warehouse.transaction() as conn:
-        predictions = read_predictions(conn, SYMBOLS, start, end, direction_xgb.MODEL_NAME)
+        predictions = read_predictions(conn, SYMBOLS, window.start, window.end, direction_xgb.MODEL_NAME)
     if predictions.empty:
-        raise Failure(f"trading_signals {context.partition_key}: no predictions; materialise ml_predictions")
+        raise Failure(
+            f"trading_signals {window.label}: no predictions; materialise ml_predictions", allow_retries=False
+        )
     rule = signals_from_probabilities(predictions["prob_sell"].to_numpy(), predictions["prob_buy"].to_numpy())
     signals = pd.concat([predictions[["symbol", "ts", "model_id"]], rule], axis=1).assign(signal_rule_id=SIGNAL_RULE_ID)
     with warehouse.transaction() as conn:
-        stats = upsert_frame(conn, "trading_signals", signals, ["symbol", "ts"])
+        stats = upsert_frame(conn, "trading_signals", signals, ["symbol", "ts"], changed_by_day="ts")
+    day_rows = rows_per_day(signals, window.days)
+    add_day_metadata(context, {day: {"rows": MetadataValue.int(n)} for day, n in day_rows.items()})
     return MaterializeResult(
         metadata={
             **frame_metadata(signals),
             **stats_metadata(stats),
+            "days_in_run": MetadataValue.int(len(window.days)),
             "signal_counts": MetadataValue.json({k: int(v) for k, v in signals["signal"].value_counts().items()}),
         }
     )
 
 
-@asset(
-    partitions_def=daily_partitions,
+DASHBOARD_COLUMNS = [
+    "symbol",
+    "ts",
+    "close",
+    "signal",
+    "position",
+    "prob_buy",
+    "prob_sell",
+    "forward_return",
+    "strategy_return",
+    "model_id",
+]
+
+
+@_daily_asset(
     group_name="dashboard",
-    kinds={"postgres"},
-    deps=[
-        trading_signals,
-        AssetDep(raw_ohlcv, partition_mapping=all_symbols_of_day),
-        AssetDep(ml_labels, partition_mapping=all_symbols_of_day),
-    ],
+    tags={"layer": "serving"},
+    deps=[trading_signals, raw_ohlcv, ml_labels],
 )
 def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource):
     """One row per symbol and hour: price, signal, probabilities and, once the label has matured,
     the realised forward return and what the signal earned."""
-    start, end = day_window(context.partition_key)
+    window = run_window(context)
     with warehouse.transaction() as conn:
-        signals = read_signals(conn, SYMBOLS, start, end)
-        bars = read_ohlcv(conn, SYMBOLS, start, end)
-        labels = read_labels(conn, SYMBOLS, start, end)
-        predictions = read_predictions(conn, SYMBOLS, start, end, direction_xgb.MODEL_NAME)
+        signals = read_signals(conn, SYMBOLS, window.start, window.end)
+        bars = read_ohlcv(conn, SYMBOLS, window.start, window.end)
+        labels = read_labels(conn, SYMBOLS, window.start, window.end)
+        predictions = read_predictions(conn, SYMBOLS, window.start, window.end, direction_xgb.MODEL_NAME)
     if signals.empty:
-        raise Failure(f"dashboard_data {context.partition_key}: no trading signals; materialise trading_signals")
+        raise Failure(
+            f"dashboard_data {window.label}: no trading signals; materialise trading_signals", allow_retries=False
+        )
     rows = (
         signals.merge(predictions[["symbol", "ts", "prob_buy", "prob_sell"]], on=["symbol", "ts"], how="left")
         .merge(bars[["symbol", "ts", "close"]], on=["symbol", "ts"], how="left")
@@ -213,27 +311,20 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
     no_bar = rows["close"].isna()
     if no_bar.any():
         first = rows.loc[no_bar].iloc[0]
-        raise Failure(f"dashboard_data: signal without a stored bar for {first['symbol']} at {first['ts']}")
+        raise Failure(
+            f"dashboard_data: signal without a stored bar for {first['symbol']} at {first['ts']}", allow_retries=False
+        )
     rows["strategy_return"] = strategy_returns(rows["position"].to_numpy(), rows["forward_return"].to_numpy())
-    columns = [
-        "symbol",
-        "ts",
-        "close",
-        "signal",
-        "position",
-        "prob_buy",
-        "prob_sell",
-        "forward_return",
-        "strategy_return",
-        "model_id",
-    ]
     with warehouse.transaction() as conn:
-        stats = upsert_frame(conn, "dashboard_data", rows[columns], ["symbol", "ts"])
+        stats = upsert_frame(conn, "dashboard_data", rows[DASHBOARD_COLUMNS], ["symbol", "ts"], changed_by_day="ts")
     traded = rows[(rows["position"] != 0) & rows["forward_return"].notna()]
+    day_rows = rows_per_day(rows, window.days)
+    add_day_metadata(context, {day: {"rows": MetadataValue.int(n)} for day, n in day_rows.items()})
     return MaterializeResult(
         metadata={
-            **frame_metadata(rows[columns]),
+            **frame_metadata(rows[DASHBOARD_COLUMNS]),
             **stats_metadata(stats),
+            "days_in_run": MetadataValue.int(len(window.days)),
             "traded_hours_matured": MetadataValue.int(len(traded)),
             "hit_rate": MetadataValue.float(float((traded["strategy_return"] > 0).mean()) if len(traded) else 0.0),
             "sum_strategy_return": MetadataValue.float(float(traded["strategy_return"].sum())),
@@ -241,56 +332,68 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
     )
 
 
-@asset(
-    partitions_def=daily_partitions,
+@_daily_asset(
     group_name="monitoring",
-    kinds={"postgres"},
-    deps=[ml_predictions, AssetDep(ml_labels, partition_mapping=all_symbols_of_day)],
+    tags={"layer": "monitoring"},
+    deps=[ml_predictions, ml_labels],
 )
 def model_performance(context: AssetExecutionContext, warehouse: WarehouseResource):
-    """Realised accuracy and log loss of the day's predictions whose labels have matured, per model,
+    """Realised accuracy and log loss of each day's predictions whose labels have matured, per model,
     next to the model's own held-out log loss (the drift sensor compares the two)."""
-    day = context.partition_key
-    start, end = day_window(day)
+    window = run_window(context)
     with warehouse.transaction() as conn:
         frame = read_frame(
             conn,
             """
-            SELECT p.model_id, p.prob_sell, p.prob_hold, p.prob_buy, p.predicted_direction, l.direction
+            SELECT to_char(p.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, p.symbol, p.ts, p.model_id,
+                   p.prob_sell, p.prob_hold, p.prob_buy, p.predicted_direction, l.direction
             FROM ml_predictions p JOIN ml_labels l USING (symbol, ts)
             WHERE p.ts >= %s AND p.ts < %s AND p.model_name = %s
+            ORDER BY p.ts, p.symbol
             """,
-            (start, end, direction_xgb.MODEL_NAME),
+            (window.start, window.end, direction_xgb.MODEL_NAME),
         )
         (predicted,) = conn.execute(
             "SELECT count(*) FROM ml_predictions WHERE ts >= %s AND ts < %s AND model_name = %s",
-            (start, end, direction_xgb.MODEL_NAME),
+            (window.start, window.end, direction_xgb.MODEL_NAME),
         ).fetchone()
         if frame.empty:
             return MaterializeResult(metadata={"predictions": predicted, "matured_rows": 0})
+        references = {int(m): registry.get_model(conn, int(m)) for m in frame["model_id"].unique()}
         rows = []
-        for model_id, group in frame.groupby("model_id"):
-            record = registry.get_model(conn, int(model_id))
-            metrics = evaluate_predictions(group)
+        for (day, model_id), group in frame.groupby(["day", "model_id"], sort=True):
+            record = references[int(model_id)]
             rows.append(
                 {
-                    "day": start.date(),
+                    "day": day_window(day)[0].date(),
                     "model_name": record.model_name,
                     "model_id": int(model_id),
-                    **metrics,
+                    **evaluate_predictions(group),
                     "reference_log_loss": float(record.metrics["test"]["log_loss"]),
                 }
             )
         performance = pd.DataFrame(rows)
         stats = upsert_frame(conn, "model_performance", performance, ["day", "model_name", "model_id"])
+    weights = performance["matured_rows"]
+    add_day_metadata(
+        context,
+        {
+            str(row["day"]): {
+                "matured_rows": MetadataValue.int(int(row["matured_rows"])),
+                "log_loss": MetadataValue.float(float(row["log_loss"])),
+                "accuracy": MetadataValue.float(float(row["accuracy"])),
+            }
+            for _, row in performance.iterrows()
+        },
+    )
     return MaterializeResult(
         metadata={
             **stats_metadata(stats),
             "predictions": MetadataValue.int(predicted),
-            "matured_rows": MetadataValue.int(int(performance["matured_rows"].sum())),
-            "accuracy": MetadataValue.float(float(performance["accuracy"].iloc[0])),
-            "log_loss": MetadataValue.float(float(performance["log_loss"].iloc[0])),
-            "reference_log_loss": MetadataValue.float(float(performance["reference_log_loss"].iloc[0])),
-            "table": MetadataValue.md(performance.to_markdown(index=False, floatfmt=".4f")),
+            "matured_rows": MetadataValue.int(int(weights.sum())),
+            "accuracy": MetadataValue.float(float(np.average(performance["accuracy"], weights=weights))),
+            "log_loss": MetadataValue.float(float(np.average(performance["log_loss"], weights=weights))),
+            "reference_log_loss": MetadataValue.float(float(performance["reference_log_loss"].iloc[-1])),
+            "table": MetadataValue.md(performance.tail(31).to_markdown(index=False, floatfmt=".4f")),
         }
     )

@@ -1,4 +1,12 @@
-"""Ingestion: raw bars and scored headlines, one (day, symbol) partition per run."""
+"""Ingestion: raw bars and scored headlines for every configured symbol, one or many days per run.
+
+A run covers the partition range Dagster hands it (one day, or a whole backfill range under the
+single-run backfill policy): the source is read once per symbol for the whole range, validated
+against the contract, and written in one transaction covering whole days. Per (day, symbol) the
+quarantine and the watermark are replaced, so re-running any range is idempotent.
+"""
+
+from collections import defaultdict
 
 import pandas as pd
 from dagster import (
@@ -9,24 +17,37 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableSchema,
     asset,
 )
 
-from pipeline_assets.assets._common import closed_bars_end, frame_metadata, hours_in, stats_metadata
+from pipeline_assets.assets._common import (
+    OWNERS,
+    TRANSIENT_RETRY,
+    add_day_metadata,
+    closed_bars_end,
+    frame_metadata,
+    hours_in,
+    rows_per_day,
+    run_window,
+    stats_metadata,
+    symbol_day_table,
+)
 from pipeline_assets.contracts.headlines import validate_headlines
 from pipeline_assets.contracts.ohlcv import rule_violations, validate_ohlcv
 from pipeline_assets.features.sentiment import score_headlines
-from pipeline_assets.partitions import daily_symbol_partitions, day_window, split_key
+from pipeline_assets.partitions import SYMBOLS, daily_partitions, day_window, range_backfill_policy, symbol_day_key
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
-from pipeline_assets.sources.base import SourceError
+from pipeline_assets.sources.base import SourceDataMissing, SourceError
 from pipeline_assets.store.frames import upsert_frame
 from pipeline_assets.store.quarantine import replace_quarantine
 from pipeline_assets.store.warehouse import read_ohlcv
-from pipeline_assets.store.watermarks import record_watermark
+from pipeline_assets.store.watermarks import record_watermarks
 
 # Blocking: a failure stops downstream assets of the same run from using the partition.
 OHLCV_CONTRACT_CHECKS = {
-    "no_nan": ("no_nan", "No NaN in open/high/low/close/volume."),
+    "no_nan": ("no_nan", "No NaN or infinite value in open/high/low/close/volume."),
     "high_gte_low": ("high_gte_low", "high >= low on every bar."),
     "positive_prices": ("positive_prices", "open, high, low and close are > 0."),
     "unique_monotonic_utc_ts": (
@@ -38,20 +59,59 @@ COMPLETE_DAY_CHECK = "complete_day"
 
 OHLCV_COLUMNS_STORED = ["symbol", "ts", "open", "high", "low", "close", "volume", "source"]
 
+RAW_OHLCV_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("symbol", "text", description="Configured symbol (PIPELINE_SYMBOLS)"),
+        TableColumn("ts", "timestamptz", description="Bar open time, UTC, on the hour"),
+        TableColumn("open", "float8", description="Quote currency, > 0"),
+        TableColumn("high", "float8", description=">= open, close, low"),
+        TableColumn("low", "float8", description="<= open, close, high; > 0"),
+        TableColumn("close", "float8", description="Quote currency, > 0"),
+        TableColumn("volume", "float8", description="Base currency, >= 0"),
+        TableColumn("source", "text", description="Source name (synthetic, csv, exchange id)"),
+    ]
+)
+RAW_SENTIMENT_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("symbol", "text"),
+        TableColumn("published_at", "timestamptz", description="When the headline was published, UTC"),
+        TableColumn("headline_id", "text", description="Stable hash of source, time and text"),
+        TableColumn("source", "text"),
+        TableColumn("headline", "text"),
+        TableColumn("compound", "float8", description="VADER compound score in [-1, 1]"),
+        TableColumn("positive", "float8"),
+        TableColumn("neutral", "float8"),
+        TableColumn("negative", "float8"),
+    ]
+)
 
-def _contract_check_results(stored: pd.DataFrame, symbol: str) -> list[AssetCheckResult]:
-    masks = rule_violations(stored, symbol)
+
+def _by_day(frame: pd.DataFrame, ts_column: str, default_day: str) -> dict[str, pd.DataFrame]:
+    """Split rows by the UTC day of ``ts_column``; rows without a usable time go to ``default_day``."""
+    if frame.empty:
+        return {}
+    days = frame[ts_column].dt.strftime("%Y-%m-%d").fillna(default_day)
+    return {day: group for day, group in frame.groupby(days, sort=True)}
+
+
+def _contract_check_results(stored: pd.DataFrame) -> list[AssetCheckResult]:
+    masks: dict[str, pd.Series] = {}
+    for symbol, group in stored.groupby("symbol", sort=True):
+        for rule, mask in rule_violations(group, str(symbol)).items():
+            masks[rule] = pd.concat([masks[rule], mask]) if rule in masks else mask
     results = []
     for check_name, (rules, _description) in OHLCV_CONTRACT_CHECKS.items():
         rule_names = (rules,) if isinstance(rules, str) else rules
         mask = pd.Series(False, index=stored.index)
         for rule in rule_names:
-            mask |= masks[rule]
+            if rule in masks:
+                mask |= masks[rule].reindex(stored.index, fill_value=False)
         bad = stored[mask]
         metadata = {"violations": MetadataValue.int(len(bad)), "rows_checked": MetadataValue.int(len(stored))}
         if len(bad):
-            metadata["first_violation_ts"] = MetadataValue.text(str(bad["ts"].iloc[0]))
+            metadata["first_violation"] = MetadataValue.text(f"{bad['symbol'].iloc[0]} {bad['ts'].iloc[0]}")
             metadata["violating_rows"] = MetadataValue.md(bad.head(10).to_markdown(index=False))
+            metadata["violating_days"] = MetadataValue.json(sorted(set(bad["ts"].dt.strftime("%Y-%m-%d"))))
         results.append(
             AssetCheckResult(
                 asset_key="raw_ohlcv",
@@ -65,9 +125,15 @@ def _contract_check_results(stored: pd.DataFrame, symbol: str) -> list[AssetChec
 
 
 @asset(
-    partitions_def=daily_symbol_partitions,
+    partitions_def=daily_partitions,
+    backfill_policy=range_backfill_policy,
     group_name="ingestion",
     kinds={"postgres"},
+    code_version="2",
+    owners=OWNERS,
+    tags={"layer": "raw", "domain": "market-data"},
+    retry_policy=TRANSIENT_RETRY,
+    metadata={"dagster/column_schema": RAW_OHLCV_SCHEMA, "contract": "pipeline_assets/contracts/ohlcv.py"},
     check_specs=[
         *(
             AssetCheckSpec(name, asset="raw_ohlcv", blocking=True, description=description)
@@ -76,101 +142,194 @@ def _contract_check_results(stored: pd.DataFrame, symbol: str) -> list[AssetChec
         AssetCheckSpec(
             COMPLETE_DAY_CHECK,
             asset="raw_ohlcv",
-            description="Every closed hour of the day has a bar (warns on gaps).",
+            description="Every closed hour of every day has a bar for every symbol (warns on gaps and "
+            "symbols without data).",
         ),
     ],
 )
 def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, market: MarketDataResource):
-    """Hourly OHLCV bars of one symbol for one UTC day, validated against the OHLCV contract.
-    Bars that break it go to `quarantine` with the reason; the stored partition is then
-    re-read and checked by blocking asset checks."""
-    date_key, symbol = split_key(context.partition_key)
-    start, day_end = day_window(date_key)
-    end = closed_bars_end(day_end)
-    if end <= start:
-        raise Failure(f"raw_ohlcv {symbol} {date_key}: no bar of this day has closed yet")
+    """Hourly OHLCV bars of every configured symbol for the run's days, validated against the
+    OHLCV contract. Bars that break it go to `quarantine` with the reason; the stored range is
+    then re-read and checked by blocking asset checks. A symbol without data for some days is
+    reported (complete_day check), never a failure of the other symbols."""
+    window = run_window(context)
+    end = closed_bars_end(window.end)
+    if end <= window.start:
+        raise Failure(f"raw_ohlcv {window.label}: no bar of this range has closed yet", allow_retries=False)
     source = market.ohlcv()
-    try:
-        bars = source.ohlcv(symbol, start, end)
-    except SourceError as exc:
-        raise Failure(f"raw_ohlcv {symbol} {date_key}: source {source.name} failed: {exc}") from exc
-    contract = validate_ohlcv(bars, symbol, start, end)
-    if contract.valid.empty:
+    valid_frames: list[pd.DataFrame] = []
+    rejected_by_key: dict[str, pd.DataFrame] = {}
+    absent: dict[str, str] = {}
+    reasons: dict[str, int] = defaultdict(int)
+    for symbol in SYMBOLS:
+        try:
+            bars = source.ohlcv(symbol, window.start, end)
+        except SourceDataMissing as exc:
+            absent[symbol] = str(exc)
+            continue
+        except SourceError as exc:
+            raise Failure(
+                f"raw_ohlcv {symbol} {window.label}: source {source.name} failed: {exc}", allow_retries=False
+            ) from exc
+        contract = validate_ohlcv(bars, symbol, window.start, end)
+        valid_frames.append(contract.valid)
+        for reason, count in contract.reasons.items():
+            reasons[reason] += count
+        for day, group in _by_day(contract.rejected, "ts", window.days[0]).items():
+            rejected_by_key[symbol_day_key(day, symbol)] = group
+    present = [s for s in SYMBOLS if s not in absent]
+    valid = pd.concat(valid_frames, ignore_index=True) if valid_frames else pd.DataFrame(columns=OHLCV_COLUMNS_STORED)
+    keys = [symbol_day_key(day, symbol) for day in window.days for symbol in present]
+    if valid.empty:
         with warehouse.transaction() as conn:  # keep the refused rows and their reasons even so
-            replace_quarantine(conn, "raw_ohlcv", str(context.partition_key), contract.rejected)
+            for key in keys:
+                replace_quarantine(conn, "raw_ohlcv", key, rejected_by_key.get(key, pd.DataFrame()))
         raise Failure(
-            f"raw_ohlcv {symbol} {date_key}: source {source.name} returned no valid bars "
-            f"({len(bars)} rows, rejected: {contract.reasons})"
+            f"raw_ohlcv {window.label}: source {source.name} returned no valid bar for any symbol "
+            f"(rejected: {dict(reasons)}; without data: {absent or 'none'})",
+            allow_retries=False,
         )
-    rows = contract.valid.assign(source=source.name)[OHLCV_COLUMNS_STORED]
     with warehouse.transaction() as conn:
+        quarantined = 0
+        for key in keys:
+            quarantined += replace_quarantine(conn, "raw_ohlcv", key, rejected_by_key.get(key, pd.DataFrame()))
+        rows = valid.assign(source=source.name)[OHLCV_COLUMNS_STORED]
         stats = upsert_frame(conn, "raw_ohlcv", rows, ["symbol", "ts"])
-        quarantined = replace_quarantine(conn, "raw_ohlcv", str(context.partition_key), contract.rejected)
-        record_watermark(conn, "raw_ohlcv", str(context.partition_key), start, end, len(rows))
-        stored = read_ohlcv(conn, [symbol], start, day_end)
+        per_key_rows = rows.groupby([rows["ts"].dt.strftime("%Y-%m-%d"), rows["symbol"]]).size().to_dict()
+        watermarks = []
+        for day in window.days:
+            day_start, day_end = day_window(day)
+            covered = min(day_end, end)
+            if covered <= day_start:
+                continue
+            for symbol in present:
+                watermarks.append((symbol_day_key(day, symbol), day_start, covered, per_key_rows.get((day, symbol), 0)))
+        record_watermarks(conn, "raw_ohlcv", watermarks)
+        stored = read_ohlcv(conn, list(SYMBOLS), window.start, window.end)
     if quarantined:
-        context.log.warning(f"{symbol} {date_key}: quarantined {quarantined} bars: {contract.reasons}")
-    expected_hours = hours_in(start, end)
-    missing_hours = expected_hours - len(stored)
-    checks = _contract_check_results(stored, symbol)
+        context.log.warning(f"raw_ohlcv {window.label}: quarantined {quarantined} bars: {dict(reasons)}")
+    expected_per_day = {day: hours_in(day_window(day)[0], min(day_window(day)[1], end)) for day in window.days}
+    stored_counts = stored.groupby([stored["ts"].dt.strftime("%Y-%m-%d"), stored["symbol"]]).size().to_dict()
+    missing: dict[str, list[str]] = {}
+    missing_hours_per_day: dict[str, int] = {}
+    for day, expected in expected_per_day.items():
+        short = [s for s in SYMBOLS if stored_counts.get((day, s), 0) < expected]
+        missing[day] = short
+        missing_hours_per_day[day] = sum(expected - stored_counts.get((day, s), 0) for s in SYMBOLS)
+    missing_hours = sum(missing_hours_per_day.values())
+    checks = _contract_check_results(stored)
     checks.append(
         AssetCheckResult(
             asset_key="raw_ohlcv",
             check_name=COMPLETE_DAY_CHECK,
             passed=missing_hours == 0,
             severity=AssetCheckSeverity.WARN,
-            metadata={"expected_hours": expected_hours, "missing_hours": missing_hours},
+            metadata={
+                "expected_hours": sum(expected_per_day.values()) * len(SYMBOLS),
+                "missing_hours": missing_hours,
+                "days_with_gaps": MetadataValue.int(sum(1 for v in missing.values() if v)),
+                "gaps": symbol_day_table(missing),
+                "symbols_without_data": MetadataValue.json(absent),
+            },
         )
+    )
+    day_rows = rows_per_day(stored, window.days)
+    quarantined_per_day: dict[str, int] = defaultdict(int)
+    for key, frame in rejected_by_key.items():
+        quarantined_per_day[key.split("|")[0]] += len(frame)
+    add_day_metadata(
+        context,
+        {
+            day: {
+                "rows": MetadataValue.int(day_rows[day]),
+                "missing_hours": MetadataValue.int(missing_hours_per_day[day]),
+                "quarantined_rows": MetadataValue.int(quarantined_per_day.get(day, 0)),
+                "symbols_with_gaps": MetadataValue.json(missing[day]),
+            }
+            for day in window.days
+        },
     )
     return MaterializeResult(
         metadata={
             **frame_metadata(stored),
             **stats_metadata(stats),
+            "days_in_run": MetadataValue.int(len(window.days)),
             "source": source.name,
-            "quarantined_rows": MetadataValue.int(quarantined),
-            "quarantine_reasons": MetadataValue.json(contract.reasons),
-            "missing_hours": MetadataValue.int(missing_hours),
+            "quarantined_rows_in_run": MetadataValue.int(quarantined),
+            "quarantine_reasons": MetadataValue.json(dict(reasons)),
+            "missing_hours_in_run": MetadataValue.int(missing_hours),
         },
         check_results=checks,
     )
 
 
-@asset(partitions_def=daily_symbol_partitions, group_name="ingestion", kinds={"postgres"})
+SENTIMENT_COLUMNS = [
+    "symbol",
+    "published_at",
+    "headline_id",
+    "source",
+    "headline",
+    "compound",
+    "positive",
+    "neutral",
+    "negative",
+]
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=range_backfill_policy,
+    group_name="ingestion",
+    kinds={"postgres"},
+    code_version="2",
+    owners=OWNERS,
+    tags={"layer": "raw", "domain": "news"},
+    retry_policy=TRANSIENT_RETRY,
+    metadata={"dagster/column_schema": RAW_SENTIMENT_SCHEMA, "contract": "pipeline_assets/contracts/headlines.py"},
+)
 def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, market: MarketDataResource):
-    """Headlines about one symbol published during one UTC day, scored with VADER."""
-    date_key, symbol = split_key(context.partition_key)
-    start, day_end = day_window(date_key)
-    end = closed_bars_end(day_end)
-    if end <= start:
-        raise Failure(f"raw_sentiment {symbol} {date_key}: the day has not started yet")
-    try:
-        headlines = market.headlines().headlines(symbol, start, end)
-    except SourceError as exc:
-        raise Failure(f"raw_sentiment {symbol} {date_key}: headline source failed: {exc}") from exc
-    contract = validate_headlines(headlines, symbol, start, end)
-    scored = score_headlines(contract.valid)
-    rejected = contract.rejected.rename(columns={"published_at": "ts"})
-    columns = [
-        "symbol",
-        "published_at",
-        "headline_id",
-        "source",
-        "headline",
-        "compound",
-        "positive",
-        "neutral",
-        "negative",
-    ]
+    """Headlines about each configured symbol published during the run's days, scored with VADER."""
+    window = run_window(context)
+    end = closed_bars_end(window.end)
+    if end <= window.start:
+        raise Failure(f"raw_sentiment {window.label}: the range has not started yet", allow_retries=False)
+    source = market.headlines()
+    scored_frames, rejected_by_key = [], {}
+    for symbol in SYMBOLS:
+        try:
+            headlines = source.headlines(symbol, window.start, end)
+        except SourceError as exc:
+            raise Failure(
+                f"raw_sentiment {symbol} {window.label}: headline source failed: {exc}", allow_retries=False
+            ) from exc
+        contract = validate_headlines(headlines, symbol, window.start, end)
+        scored_frames.append(score_headlines(contract.valid))
+        rejected = contract.rejected.rename(columns={"published_at": "ts"})
+        for day, group in _by_day(rejected, "ts", window.days[0]).items():
+            rejected_by_key[symbol_day_key(day, symbol)] = group
+    scored = pd.concat(scored_frames, ignore_index=True)[SENTIMENT_COLUMNS]
+    per_key = scored.groupby([scored["published_at"].dt.strftime("%Y-%m-%d"), scored["symbol"]]).size().to_dict()
     with warehouse.transaction() as conn:
-        stats = upsert_frame(conn, "raw_sentiment", scored[columns], ["symbol", "published_at", "headline_id"])
-        quarantined = replace_quarantine(conn, "raw_sentiment", str(context.partition_key), rejected)
-        record_watermark(conn, "raw_sentiment", str(context.partition_key), start, end, len(scored))
+        stats = upsert_frame(conn, "raw_sentiment", scored, ["symbol", "published_at", "headline_id"])
+        quarantined = 0
+        watermarks = []
+        for day in window.days:
+            day_start, day_end = day_window(day)
+            covered = min(day_end, end)
+            for symbol in SYMBOLS:
+                key = symbol_day_key(day, symbol)
+                quarantined += replace_quarantine(conn, "raw_sentiment", key, rejected_by_key.get(key, pd.DataFrame()))
+                if covered > day_start:
+                    watermarks.append((key, day_start, covered, per_key.get((day, symbol), 0)))
+        record_watermarks(conn, "raw_sentiment", watermarks)
+    day_rows = rows_per_day(scored, window.days, ts_column="published_at")
+    add_day_metadata(context, {day: {"headlines": MetadataValue.int(n)} for day, n in day_rows.items()})
     return MaterializeResult(
         metadata={
-            **frame_metadata(scored[columns], ts_column="published_at"),
+            **frame_metadata(scored, ts_column="published_at"),
             **stats_metadata(stats),
-            "quarantined_rows": MetadataValue.int(quarantined),
-            "quarantine_reasons": MetadataValue.json(contract.reasons),
+            "days_in_run": MetadataValue.int(len(window.days)),
+            "quarantined_rows_in_run": MetadataValue.int(quarantined),
             "mean_compound": MetadataValue.float(float(scored["compound"].mean()) if len(scored) else 0.0),
         }
     )

@@ -16,7 +16,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipeline_assets.assets._common import utc_now
+from pipeline_assets.assets._common import ML_OWNERS, utc_now
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.ml import direction_xgb, online_river
 from pipeline_assets.ml.dataset import (
@@ -55,6 +55,9 @@ def _parse_utc(value: str) -> datetime:
 @asset(
     group_name="models",
     kinds={"xgboost", "postgres"},
+    code_version="2",
+    owners=ML_OWNERS,
+    tags={"trigger": "retrain", "layer": "models"},
     deps=[ml_features_ohlcv, ml_features_sentiment, ml_labels],
 )
 def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource):
@@ -148,6 +151,9 @@ ONLINE_PAGE_SIZE = 50_000
 @asset(
     group_name="models",
     kinds={"river", "postgres"},
+    code_version="2",
+    owners=ML_OWNERS,
+    tags={"trigger": "online", "layer": "models"},
     deps=[ml_labels, ml_features_ohlcv, ml_features_sentiment],
 )
 def online_model_river(context: AssetExecutionContext, warehouse: WarehouseResource):

@@ -1,4 +1,4 @@
-"""Jobs the schedules and sensors launch."""
+"""Jobs the schedules and sensors launch; each selects by group or tag, never by listing assets."""
 
 from dagster import AssetSelection, define_asset_job
 
@@ -6,32 +6,32 @@ from pipeline_assets.checks.warehouse import WAREHOUSE_CHECKS
 
 ingestion_job = define_asset_job(
     "ingestion_job",
-    selection=AssetSelection.assets(
-        "raw_ohlcv", "raw_sentiment", "ml_features_ohlcv", "ml_features_sentiment", "ml_labels"
-    ),
-    description="Ingest one (day, symbol) partition and compute its features and labels.",
+    selection=AssetSelection.groups("ingestion"),
+    description="Ingest the closed hours of the partition's days for every symbol. Features, labels, "
+    "predictions, signals and dashboard rows follow by declarative automation.",
 )
 
 inference_job = define_asset_job(
     "inference_job",
-    selection=AssetSelection.assets("ml_predictions", "trading_signals", "dashboard_data", "model_performance"),
-    description="Predictions, signals, dashboard rows and realised model performance for one day.",
+    selection=AssetSelection.groups("inference", "dashboard", "monitoring"),
+    description="Predictions, signals, dashboard rows and realised model performance (manual re-runs; "
+    "automation keeps them current).",
 )
 
 retrain_job = define_asset_job(
     "retrain_job",
-    selection=AssetSelection.assets("direction_model_xgboost"),
-    description="Retrain the XGBoost direction model; promotes it if it beats the champion.",
+    selection=AssetSelection.tag("trigger", "retrain"),
+    description="Retrain the batch direction models; promotes a candidate that beats the champion.",
 )
 
 online_update_job = define_asset_job(
     "online_update_job",
-    selection=AssetSelection.assets("online_model_river"),
-    description="Teach the River online model the labelled rows it has not seen.",
+    selection=AssetSelection.tag("trigger", "online"),
+    description="Teach the online model the labelled rows it has not seen.",
 )
 
 warehouse_checks_job = define_asset_job(
     "warehouse_checks_job",
     selection=AssetSelection.checks(*WAREHOUSE_CHECKS),
-    description="Scan every stored bar and prediction against the contract and the leakage rule.",
+    description="Scan every stored bar and prediction against the contract, the leakage rule and freshness.",
 )

@@ -1,12 +1,12 @@
-"""Hourly ingestion and inference, daily retraining."""
+"""Schedules where time is the trigger: hourly ingestion, daily retraining and warehouse checks.
+Everything downstream of ingestion follows by declarative automation (automation/conditions.py)."""
 
 from datetime import timedelta
 
 from dagster import RunRequest, ScheduleEvaluationContext, schedule
 
-from pipeline_assets.automation.jobs import inference_job, ingestion_job, retrain_job, warehouse_checks_job
+from pipeline_assets.automation.jobs import ingestion_job, retrain_job, warehouse_checks_job
 from pipeline_assets.ml.labels import HORIZON_HOURS
-from pipeline_assets.partitions import SYMBOLS, daily_symbol_key
 
 # In the first hours of a day, yesterday is re-run too: its last bars close after midnight
 # and its last labels mature HORIZON_HOURS + 1 hours into today.
@@ -25,21 +25,11 @@ def _days_to_refresh(context: ScheduleEvaluationContext) -> list[str]:
 
 @schedule(cron_schedule="5 * * * *", job=ingestion_job, execution_timezone="UTC")
 def hourly_ingestion_schedule(context: ScheduleEvaluationContext):
-    """Every hour, five minutes past: re-ingest today's partition of every symbol (idempotent
-    upserts pick up the bars that closed since the last run)."""
+    """Every hour, five minutes past: re-ingest today's partition (every symbol inside; idempotent
+    upserts pick up the bars that closed since the last run), and yesterday's in the first hours."""
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H")
     for day in _days_to_refresh(context):
-        for symbol in SYMBOLS:
-            key = daily_symbol_key(day, symbol)
-            yield RunRequest(run_key=f"ingest|{key}|{stamp}", partition_key=key)
-
-
-@schedule(cron_schedule="20 * * * *", job=inference_job, execution_timezone="UTC")
-def hourly_inference_schedule(context: ScheduleEvaluationContext):
-    """Every hour, after ingestion: predictions, signals and dashboard rows for today."""
-    stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H")
-    for day in _days_to_refresh(context):
-        yield RunRequest(run_key=f"infer|{day}|{stamp}", partition_key=day)
+        yield RunRequest(run_key=f"ingest|{day}|{stamp}", partition_key=day)
 
 
 @schedule(cron_schedule="30 0 * * *", job=retrain_job, execution_timezone="UTC")

@@ -9,7 +9,7 @@ import sys
 from dagster import DagsterInstance
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from pipeline_assets.definitions import defs
 
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()

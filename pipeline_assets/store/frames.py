@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,8 @@ class UpsertStats:
     staged: int
     inserted: int
     updated: int
+    # Inserted + updated rows per UTC day of ``changed_by_day`` (when upsert_frame was asked for it).
+    changed_per_day: dict[str, int] = field(default_factory=dict)
 
     @property
     def unchanged(self) -> int:
@@ -91,11 +93,16 @@ def upsert_frame(
     table: str,
     frame: pd.DataFrame,
     key_columns: Sequence[str],
+    changed_by_day: str | None = None,
 ) -> UpsertStats:
     """COPY ``frame`` into a staging table, then INSERT ... ON CONFLICT DO UPDATE.
 
     Rows whose non-key values are unchanged are left alone (so timestamps such as
     ``labelled_at`` only move when the data does). Runs inside the caller's transaction.
+    Writers of the same table and symbol are serialised by transaction-scoped advisory locks
+    (taken in sorted order), so two range runs never interleave their rows of one symbol.
+    ``changed_by_day`` names a timestamp column: the stats then count changed rows per UTC day
+    (per-partition metadata inside range runs).
     """
     if frame.empty:
         return UpsertStats(0, 0, 0)
@@ -112,6 +119,7 @@ def upsert_frame(
         first = frame.loc[duplicated, list(key_columns)].iloc[0].to_dict()
         raise DuplicateKeyError(f"{table}: {int(duplicated.sum())} rows share a primary key, first {first}")
 
+    _lock_writers(conn, table, frame)
     staging = f"_stage_{table}"
     conn.execute(
         sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
@@ -153,9 +161,30 @@ def upsert_frame(
         keys=keys,
         conflict=conflict,
     )
-    flags = [row[0] for row in conn.execute(statement).fetchall()]
-    inserted = sum(1 for f in flags if f)
-    return UpsertStats(staged=len(frame), inserted=inserted, updated=len(flags) - inserted)
+    if changed_by_day is not None:
+        statement = sql.Composed(
+            [
+                statement,
+                sql.SQL(", to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')").format(sql.Identifier(changed_by_day)),
+            ]
+        )
+    returned = conn.execute(statement).fetchall()
+    inserted = sum(1 for row in returned if row[0])
+    per_day: dict[str, int] = {}
+    if changed_by_day is not None:
+        for row in returned:
+            per_day[row[1]] = per_day.get(row[1], 0) + 1
+    return UpsertStats(staged=len(frame), inserted=inserted, updated=len(returned) - inserted, changed_per_day=per_day)
+
+
+def _lock_writers(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
+    """One writer per (table, symbol) at a time: transaction-scoped advisory locks, sorted so
+    concurrent writers cannot deadlock on them."""
+    symbols = sorted(frame["symbol"].astype(str).unique()) if "symbol" in frame.columns else [""]
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s || ':' || s, 0)) FROM unnest(%s::text[]) AS s ORDER BY s",
+        (table, symbols),
+    )
 
 
 _TIMESTAMPTZ_OID = 1184

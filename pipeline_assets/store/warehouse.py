@@ -101,6 +101,16 @@ def read_leaking_predictions(conn: psycopg.Connection, start: datetime, end: dat
     )
 
 
+def latest_ts_by_symbol(
+    conn: psycopg.Connection, table: str, symbols: Sequence[str], as_of: datetime
+) -> dict[str, datetime]:
+    """Newest ``ts`` at or before ``as_of`` per symbol (symbols without rows are absent)."""
+    query = sql.SQL("SELECT symbol, max(ts) FROM {} WHERE symbol = ANY(%s) AND ts <= %s GROUP BY symbol").format(
+        sql.Identifier(table)
+    )
+    return {symbol: ts for symbol, ts in conn.execute(query, (list(symbols), as_of)).fetchall()}
+
+
 def read_symbols(conn: psycopg.Connection, table: str) -> list[str]:
     query = sql.SQL("SELECT DISTINCT symbol FROM {} ORDER BY symbol").format(sql.Identifier(table))
     return [row[0] for row in conn.execute(query).fetchall()]

@@ -1,0 +1,1 @@
+"""Programs outside the code location: demo, backfill, checks, model administration."""
