@@ -43,9 +43,11 @@ def graph(database_url):
     )
     inference = [
         run_assets(
-            ["ml_predictions", "trading_signals", "dashboard_data", "model_performance"], database_url, day, instance
+            ["ml_predictions", "trading_signals", "dashboard_data", "model_performance"],
+            database_url,
+            instance=instance,
+            partition_range=(PREDICT_DAYS[0], PREDICT_DAYS[-1]),
         )
-        for day in PREDICT_DAYS
     ]
     return {"url": database_url, "instance": instance, "training": training, "inference": inference}
 
@@ -81,7 +83,11 @@ def test_model_is_a_verified_row_with_lineage(graph):
 def test_predictions_are_point_in_time_and_the_leakage_check_passes(graph):
     for result in graph["inference"]:
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert checks == {"model_trained_before_prediction_time": True, "probabilities_sum_to_one": True}
+        assert checks == {
+            "model_trained_before_prediction_time": True,
+            "probabilities_sum_to_one": True,
+            "model_available": True,
+        }
     assert (
         count(
             graph["url"],
@@ -117,14 +123,18 @@ def test_dashboard_rows_join_signals_prices_and_matured_returns(graph):
     assert (matured["strategy_return"] - matured["position"] * matured["forward_return"]).abs().max() < 1e-12
 
 
-def test_no_promoted_model_before_the_day_fails_clearly(graph):
-    result = run_assets(["ml_predictions"], graph["url"], "2024-03-08", raise_on_error=False)
-    assert not result.success
-    failure = result.get_step_failure_events()[0].step_failure_data.error.message
-    assert "no promoted direction_xgboost model whose training labels all matured before 2024-03-08" in failure
+def test_days_before_the_first_model_are_reported_not_failed(graph):
+    result = run_assets(["ml_predictions", "trading_signals"], graph["url"], "2024-03-08")
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["model_available"].passed is False
+    reason = checks["model_available"].metadata["days_without_model"].value["2024-03-08"]
+    assert "no promoted direction_xgboost model whose training labels all matured before 2024-03-08" in reason
+    assert metadata_of(result, "ml_predictions")["rows"] == 0
+    assert metadata_of(result, "trading_signals")["rows"] == 0
+    assert count(graph["url"], "SELECT count(*) FROM ml_predictions WHERE ts < '2024-03-09'") == 0
 
 
-def test_leaking_prediction_fails_the_blocking_check(graph):
+def test_leaking_prediction_rolls_back_and_fails_the_run(graph):
     url = graph["url"]
     with connect(url) as conn, conn.transaction():
         leaky = registry.register_model(
@@ -146,16 +156,25 @@ def test_leaking_prediction_fails_the_blocking_check(graph):
             "predicted_direction) VALUES ('BTCUSDT', '2024-03-11T05:00Z', 'legacy_model', %s, 0.2, 0.3, 0.5, 2)",
             (leaky.model_id,),
         )
+    day_rows = "SELECT count(*) FROM ml_predictions WHERE model_name = 'direction_xgboost' AND ts::date = '2024-03-11'"
+    with connect(url) as conn, conn.transaction():
+        conn.execute("DELETE FROM trading_signals WHERE ts::date = '2024-03-11'")
+        conn.execute("DELETE FROM ml_predictions WHERE model_name = 'direction_xgboost' AND ts::date = '2024-03-11'")
     try:
         result = run_assets(["ml_predictions", "trading_signals"], url, "2024-03-11", raise_on_error=False)
-        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert checks["model_trained_before_prediction_time"] is False
+        assert not result.success
+        failure = result.get_step_failure_events()[0].step_failure_data.error.message
+        assert "predictions from a model that saw their future; nothing was written" in failure
+        assert "legacy_model" in failure
         materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        assert "trading_signals" not in materialised
+        assert materialised == set()
+        assert count(url, day_rows) == 0  # the run's own predictions were rolled back with the leak
     finally:
         with connect(url) as conn, conn.transaction():
             conn.execute("DELETE FROM ml_predictions WHERE model_name = 'legacy_model'")
             conn.execute("DELETE FROM ml_models_metadata WHERE model_name = 'legacy_model'")
+        run_assets(["ml_predictions", "trading_signals"], url, "2024-03-11")
+        assert count(url, day_rows) == 24 * len(SYMBOLS)
 
 
 def test_sensor_requests_online_update_and_model_learns_each_row_once(graph, monkeypatch):
@@ -217,7 +236,7 @@ def test_retraining_registers_a_new_version_compared_on_unseen_rows(graph):
         chosen = registry.model_for_prediction(conn, MODEL_NAME, datetime(2024, 3, 11, tzinfo=UTC))
     assert chosen.version == 1
     rerun = run_assets(["ml_predictions"], url, "2024-03-11")
-    assert metadata_of(rerun, "ml_predictions")["model_version"] == 1
+    assert metadata_of(rerun, "ml_predictions")["model_ids"] == [chosen.model_id]
 
 
 def test_model_performance_matches_the_matured_predictions(graph):

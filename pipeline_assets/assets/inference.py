@@ -49,6 +49,7 @@ from pipeline_assets.store.warehouse import (
 
 LEAKAGE_CHECK = "model_trained_before_prediction_time"
 PROBABILITY_CHECK = "probabilities_sum_to_one"
+MODEL_AVAILABLE_CHECK = "model_available"
 MODEL_ASSET = "direction_model_xgboost"
 
 
@@ -87,6 +88,12 @@ def _missing_symbols(frame: pd.DataFrame, days) -> dict[str, list[str]]:
             blocking=True,
             description="Class probabilities are in [0, 1] and sum to 1.",
         ),
+        AssetCheckSpec(
+            MODEL_AVAILABLE_CHECK,
+            asset="ml_predictions",
+            description="Every day of the run had a promoted model trained on labels matured before it "
+            "(warns for days before the first model).",
+        ),
     ],
 )
 def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource):
@@ -105,12 +112,16 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
             )
         by_model: dict[int, list[str]] = {}
         records = {}
+        no_model: dict[str, str] = {}
         for day in window.days:
             day_start, _ = day_window(day)
             try:
                 record = registry.model_for_prediction(conn, direction_xgb.MODEL_NAME, day_start)
             except registry.ModelNotFoundError as exc:
-                raise Failure(f"ml_predictions {day}: {exc}", allow_retries=False) from exc
+                # Before the first model existed there is nothing to predict with: reported per day
+                # (model_available check), not a failure of the days that have a model.
+                no_model[day] = str(exc)
+                continue
             if record.feature_set_id != MODEL_FEATURE_SET_ID:
                 raise Failure(
                     f"ml_predictions {day}: model {record.model_id} uses feature set {record.feature_set_id}, "
@@ -128,6 +139,23 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
         raise Failure(
             f"ml_predictions {window.label}: no row has complete features ({len(incomplete)} incomplete)",
             allow_retries=False,
+        )
+    model_check = AssetCheckResult(
+        asset_key="ml_predictions",
+        check_name=MODEL_AVAILABLE_CHECK,
+        passed=not no_model,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"days_without_model": MetadataValue.json(no_model)},
+    )
+    if not by_model:
+        context.log.warning(f"ml_predictions {window.label}: no model for any day: {next(iter(no_model.values()))}")
+        return MaterializeResult(
+            metadata={"rows": MetadataValue.int(0), "days_without_model": MetadataValue.int(len(no_model))},
+            check_results=[
+                model_check,
+                AssetCheckResult(asset_key="ml_predictions", check_name=LEAKAGE_CHECK, passed=True),
+                AssetCheckResult(asset_key="ml_predictions", check_name=PROBABILITY_CHECK, passed=True),
+            ],
         )
     complete_day = complete["ts"].dt.strftime("%Y-%m-%d")
     for model_id, days in by_model.items():
@@ -196,6 +224,7 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
             severity=AssetCheckSeverity.ERROR,
             metadata={"violations": len(bad_proba)},
         ),
+        model_check,
     ]
     missing = _missing_symbols(predictions, [d for d in window.days if day_window(d)[0] < end])
     day_rows = rows_per_day(predictions, window.days)
@@ -252,9 +281,8 @@ def trading_signals(context: AssetExecutionContext, warehouse: WarehouseResource
     with warehouse.transaction() as conn:
         predictions = read_predictions(conn, SYMBOLS, window.start, window.end, direction_xgb.MODEL_NAME)
     if predictions.empty:
-        raise Failure(
-            f"trading_signals {window.label}: no predictions; materialise ml_predictions", allow_retries=False
-        )
+        context.log.warning(f"trading_signals {window.label}: no predictions in the range (see ml_predictions)")
+        return MaterializeResult(metadata={"rows": MetadataValue.int(0), "reason": "no predictions in the range"})
     rule = signals_from_probabilities(predictions["prob_sell"].to_numpy(), predictions["prob_buy"].to_numpy())
     signals = pd.concat([predictions[["symbol", "ts", "model_id"]], rule], axis=1).assign(signal_rule_id=SIGNAL_RULE_ID)
     with warehouse.transaction() as conn:
@@ -300,9 +328,8 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
         labels = read_labels(conn, SYMBOLS, window.start, window.end)
         predictions = read_predictions(conn, SYMBOLS, window.start, window.end, direction_xgb.MODEL_NAME)
     if signals.empty:
-        raise Failure(
-            f"dashboard_data {window.label}: no trading signals; materialise trading_signals", allow_retries=False
-        )
+        context.log.warning(f"dashboard_data {window.label}: no trading signals in the range")
+        return MaterializeResult(metadata={"rows": MetadataValue.int(0), "reason": "no trading signals in the range"})
     rows = (
         signals.merge(predictions[["symbol", "ts", "prob_buy", "prob_sell"]], on=["symbol", "ts"], how="left")
         .merge(bars[["symbol", "ts", "close"]], on=["symbol", "ts"], how="left")
