@@ -12,6 +12,7 @@ from pydantic import PrivateAttr
 from pipeline_assets.sources.base import HeadlineSource, OhlcvSource
 from pipeline_assets.sources.csv_dir import CsvDirectorySource
 from pipeline_assets.sources.synthetic import SyntheticMarket
+from pipeline_assets.store import locks
 from pipeline_assets.store.db import connect, normalise_database_url
 from pipeline_assets.store.migrate import MigrationReport, migrate
 
@@ -31,6 +32,12 @@ class WarehouseResource(ConfigurableResource):
     @property
     def migration_report(self) -> MigrationReport:
         return _migrated[normalise_database_url(self.database_url)]
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Serialise a read-modify-write across runs (e.g. the online model's state)."""
+        with locks.exclusive(self.database_url, name):
+            yield
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from dagster import AssetExecutionContext, Backoff, Jitter, MetadataValue, RetryPolicy
+import psycopg
+from dagster import AssetExecutionContext, Backoff, Failure, Jitter, MetadataValue, RetryPolicy
 
 from pipeline_assets.partitions import days_between
 
@@ -16,6 +18,47 @@ PREVIEW_ROWS = 8
 # Transient failures (connection lost, serialization failure, deadlock, exchange 5xx) are
 # retried with backoff; contract violations raise dagster.Failure(allow_retries=False) instead.
 TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+# psycopg: connection lost or refused, serialization failure, deadlock, lock timeout.
+_TRANSIENT_DB_ERRORS = (
+    psycopg.OperationalError,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.LockNotAvailable,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: the database or the exchange may answer next time. Query cancellations
+    (statement timeout) and everything else are not: the same input would fail the same way."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return False
+    if isinstance(exc, (*_TRANSIENT_DB_ERRORS, ConnectionError, TimeoutError)):
+        return True
+    try:
+        import ccxt  # the exchange source's errors: timeouts, 5xx, 429 are NetworkError subclasses
+    except ImportError:  # pragma: no cover - ccxt is a dependency
+        return False
+    return isinstance(exc, ccxt.NetworkError)
+
+
+def transient_only(fn: Callable) -> Callable:
+    """Let TRANSIENT_RETRY retry only transient failures: any other exception becomes a
+    Failure(allow_retries=False) naming the asset, so a contract violation or a bug fails once."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Failure:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise Failure(f"{fn.__name__}: {type(exc).__name__}: {exc}", allow_retries=False) from exc
+
+    return wrapper
+
 
 OWNERS = ["team:market-data"]
 ML_OWNERS = ["team:quant-ml"]

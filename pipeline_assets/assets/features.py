@@ -27,6 +27,7 @@ from pipeline_assets.assets._common import (
     run_window,
     stats_metadata,
     symbol_day_table,
+    transient_only,
 )
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
 from pipeline_assets.automation.conditions import correction_aware
@@ -83,6 +84,7 @@ def _missing_symbols_per_day(frame: pd.DataFrame, days, symbols) -> dict[str, li
         )
     ],
 )
+@transient_only
 def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Technical indicators (numba) for each bar of the run's days and every symbol; each uses only
     bars opening at or before its own time, and at most the declared lookback before it."""
@@ -168,6 +170,7 @@ def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResour
         )
     ],
 )
+@transient_only
 def ml_features_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Hourly rolling headline sentiment per symbol, as known when each bar closes. Only hours
     whose close the headline source has covered are computed, so a partial day never stores
@@ -250,6 +253,7 @@ def ml_features_sentiment(context: AssetExecutionContext, warehouse: WarehouseRe
     deps=[AssetDep(raw_ohlcv, partition_mapping=days_window(end_offset=LABEL_LOOKFORWARD_DAYS))],
     metadata={"label_set_id": LABEL_SET_ID, "horizon_hours": HORIZON_HOURS},
 )
+@transient_only
 def ml_labels(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Forward-return direction labels for bars opening during the run's days. A label is written
     only once its forward bar exists (matured); the rest are counted and filled by a later run."""

@@ -25,6 +25,7 @@ from pipeline_assets.assets._common import (
     run_window,
     stats_metadata,
     symbol_day_table,
+    transient_only,
 )
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.assets.ingestion import raw_ohlcv
@@ -96,6 +97,7 @@ def _missing_symbols(frame: pd.DataFrame, days) -> dict[str, list[str]]:
         ),
     ],
 )
+@transient_only
 def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource):
     """SELL/HOLD/BUY probabilities for every symbol and closed hour of the run's days. Each day
     uses the newest promoted XGBoost model whose training labels had all matured before that day
@@ -275,6 +277,7 @@ def _daily_asset(**kwargs):
     deps=[ml_predictions],
     metadata={"signal_rule_id": SIGNAL_RULE_ID},
 )
+@transient_only
 def trading_signals(context: AssetExecutionContext, warehouse: WarehouseResource):
     """BUY / SELL / HOLD per symbol and hour from the run's direction probabilities."""
     window = run_window(context)
@@ -318,6 +321,7 @@ DASHBOARD_COLUMNS = [
     tags={"layer": "serving"},
     deps=[trading_signals, raw_ohlcv, ml_labels],
 )
+@transient_only
 def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource):
     """One row per symbol and hour: price, signal, probabilities and, once the label has matured,
     the realised forward return and what the signal earned."""
@@ -364,6 +368,7 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
     tags={"layer": "monitoring"},
     deps=[ml_predictions, ml_labels],
 )
+@transient_only
 def model_performance(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Realised accuracy and log loss of each day's predictions whose labels have matured, per model,
     next to the model's own held-out log loss (the drift sensor compares the two)."""

@@ -33,6 +33,7 @@ from pipeline_assets.assets._common import (
     run_window,
     stats_metadata,
     symbol_day_table,
+    transient_only,
 )
 from pipeline_assets.contracts.headlines import validate_headlines
 from pipeline_assets.contracts.ohlcv import rule_violations, validate_ohlcv
@@ -147,6 +148,7 @@ def _contract_check_results(stored: pd.DataFrame) -> list[AssetCheckResult]:
         ),
     ],
 )
+@transient_only
 def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, market: MarketDataResource):
     """Hourly OHLCV bars of every configured symbol for the run's days, validated against the
     OHLCV contract. Bars that break it go to `quarantine` with the reason; the stored range is
@@ -287,6 +289,7 @@ SENTIMENT_COLUMNS = [
     retry_policy=TRANSIENT_RETRY,
     metadata={"dagster/column_schema": RAW_SENTIMENT_SCHEMA, "contract": "pipeline_assets/contracts/headlines.py"},
 )
+@transient_only
 def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, market: MarketDataResource):
     """Headlines about each configured symbol published during the run's days, scored with VADER."""
     window = run_window(context)

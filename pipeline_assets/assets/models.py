@@ -158,7 +158,14 @@ ONLINE_PAGE_SIZE = 50_000
 )
 def online_model_river(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Learn every matured labelled row not learned before, oldest first, and register the new
-    state as the online model's champion version. Rows still missing features wait for a later run."""
+    state as the online model's champion version. Rows still missing features wait for a later run.
+    Overlapping runs are serialised (advisory lock around read state -> learn -> promote), so no
+    run promotes an older state over a newer one or marks rows learned that its state never saw."""
+    with warehouse.exclusive(f"online-model:{online_river.MODEL_NAME}"):
+        return _learn_unlearned_rows(warehouse)
+
+
+def _learn_unlearned_rows(warehouse: WarehouseResource) -> MaterializeResult:
     with warehouse.transaction() as conn:
         previous = registry.champion(conn, online_river.MODEL_NAME)
         if previous is not None:
