@@ -93,6 +93,10 @@ def open_instance():
     if not home:
         raise BackfillError("DAGSTER_HOME is not set; the backfill must be recorded in a Dagster instance")
     Path(home).mkdir(parents=True, exist_ok=True)
+    if not (Path(home) / "dagster.yaml").exists():
+        from pipeline_assets.dagster_home import prepare
+
+        prepare(Path(home))  # the project's instance config (telemetry off, storage from the environment)
     return DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=IN_PROCESS_OVERRIDES))
 
 
