@@ -15,6 +15,7 @@ from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_senti
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
 from pipeline_assets.assets.models import direction_model_xgboost, online_model_river
+from pipeline_assets.automation.alerts import failed_check_alert_sensor, failed_run_alert_sensor
 from pipeline_assets.automation.jobs import (
     inference_job,
     ingestion_job,
@@ -22,6 +23,7 @@ from pipeline_assets.automation.jobs import (
     retrain_job,
     warehouse_checks_job,
 )
+from pipeline_assets.automation.run_health import dead_run_sensor
 from pipeline_assets.automation.schedules import (
     daily_retrain_schedule,
     daily_warehouse_checks_schedule,
@@ -74,7 +76,14 @@ defs = Definitions(
     asset_checks=WAREHOUSE_CHECKS,
     jobs=[ingestion_job, inference_job, retrain_job, online_update_job, warehouse_checks_job],
     schedules=[hourly_ingestion_schedule, daily_retrain_schedule, daily_warehouse_checks_schedule],
-    sensors=[labelled_rows_sensor, performance_drift_sensor, automation_sensor],
+    sensors=[
+        labelled_rows_sensor,
+        performance_drift_sensor,
+        automation_sensor,
+        dead_run_sensor,
+        failed_run_alert_sensor,
+        failed_check_alert_sensor,
+    ],
     # Steps of a run execute in the run's process: every asset is vectorised over the run's whole
     # range, so a subprocess per step (about 4 s of imports each) would cost more than it computes.
     executor=in_process_executor,

@@ -4,9 +4,13 @@ from dagster import AssetSelection, define_asset_job
 
 from pipeline_assets.checks.warehouse import WAREHOUSE_CHECKS
 
+# Run monitoring (deploy/dagster-postgres.yaml) fails a run still alive past this many seconds.
+MAX_RUNTIME = {"dagster/max_runtime": str(2 * 3600)}
+
 ingestion_job = define_asset_job(
     "ingestion_job",
     selection=AssetSelection.groups("ingestion"),
+    tags=MAX_RUNTIME,
     description="Ingest the closed hours of the partition's days for every symbol. Features, labels, "
     "predictions, signals and dashboard rows follow by declarative automation.",
 )
@@ -14,6 +18,7 @@ ingestion_job = define_asset_job(
 inference_job = define_asset_job(
     "inference_job",
     selection=AssetSelection.groups("inference", "dashboard", "monitoring"),
+    tags=MAX_RUNTIME,
     description="Predictions, signals, dashboard rows and realised model performance (manual re-runs; "
     "automation keeps them current).",
 )
@@ -21,12 +26,14 @@ inference_job = define_asset_job(
 retrain_job = define_asset_job(
     "retrain_job",
     selection=AssetSelection.tag("trigger", "retrain"),
+    tags=MAX_RUNTIME,
     description="Retrain the batch direction models; promotes a candidate that beats the champion.",
 )
 
 online_update_job = define_asset_job(
     "online_update_job",
     selection=AssetSelection.tag("trigger", "online"),
+    tags=MAX_RUNTIME,
     description="Teach the online model the labelled rows it has not seen.",
 )
 

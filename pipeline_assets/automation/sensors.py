@@ -15,6 +15,7 @@ from dagster import (
     sensor,
 )
 
+from pipeline_assets.automation.alerts import send_alert
 from pipeline_assets.automation.jobs import online_update_job, retrain_job
 from pipeline_assets.ml.direction_xgb import MODEL_NAME
 from pipeline_assets.ml.performance import detect_drift
@@ -83,6 +84,7 @@ def performance_drift_sensor(context: SensorEvaluationContext, warehouse: Wareho
         return SkipReason(f"model {current.model_id}: {decision.reason}")
     last_day = history["day"].max()
     now = datetime.now(UTC)
+    send_alert("drift", f"{MODEL_NAME} model {current.model_id}: performance drift, retrain requested", decision.reason)
     return RunRequest(
         run_key=f"drift-retrain|{current.model_id}|{last_day}",
         run_config={"ops": {"direction_model_xgboost": {"config": {"train_end": now.isoformat()}}}},

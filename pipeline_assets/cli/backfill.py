@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import time
 import warnings
@@ -155,7 +156,12 @@ def run_asset_backfill(
         backfill = PartitionBackfill.from_asset_graph_subset(
             backfill_id=make_new_backfill_id(),
             backfill_timestamp=get_current_timestamp(),
-            tags={"pipeline_assets/launched_by": "cli"},
+            tags={
+                "pipeline_assets/launched_by": "cli",
+                # Lets dead_run_sensor fail these runs if this process is killed mid-backfill.
+                "pipeline_assets/launcher_pid": str(os.getpid()),
+                "pipeline_assets/launcher_host": socket.gethostname(),
+            },
             dynamic_partitions_store=instance,
             asset_graph_subset=subset,
             title=title,

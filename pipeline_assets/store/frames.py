@@ -120,6 +120,16 @@ def upsert_frame(
         raise DuplicateKeyError(f"{table}: {int(duplicated.sum())} rows share a primary key, first {first}")
 
     _lock_writers(conn, table, frame)
+    col_ids = sql.SQL(", ").join(map(sql.Identifier, columns))
+    if _range_is_empty(conn, table, frame, key_columns):
+        # First write of this (symbols, time range): nothing can conflict, so the rows go straight
+        # into the table (a backfill's common case; the keyed INSERT ... ON CONFLICT is what bounds
+        # rewrites). The writer locks above keep another writer from filling the range meanwhile.
+        _copy_rows(conn, table, frame, columns, types)
+        per_day = {}
+        if changed_by_day is not None:
+            per_day = frame[changed_by_day].dt.strftime("%Y-%m-%d").value_counts().to_dict()
+        return UpsertStats(staged=len(frame), inserted=len(frame), updated=0, changed_per_day=per_day)
     staging = f"_stage_{table}"
     conn.execute(
         sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
@@ -127,14 +137,7 @@ def upsert_frame(
         )
     )
     conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(staging)))
-    col_ids = sql.SQL(", ").join(map(sql.Identifier, columns))
-    values = [_python_column(frame[c]) for c in columns]
-    with conn.cursor() as cur:
-        copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(staging), col_ids)
-        with cur.copy(copy_stmt) as copy:
-            copy.set_types([types[c] for c in columns])
-            for row in zip(*values, strict=True):
-                copy.write_row(row)
+    _copy_rows(conn, staging, frame, columns, types)
 
     value_columns = [c for c in columns if c not in key_columns]
     keys = sql.SQL(", ").join(map(sql.Identifier, key_columns))
@@ -175,6 +178,35 @@ def upsert_frame(
         for row in returned:
             per_day[row[1]] = per_day.get(row[1], 0) + 1
     return UpsertStats(staged=len(frame), inserted=inserted, updated=len(returned) - inserted, changed_per_day=per_day)
+
+
+_TIME_KEYS = ("ts", "published_at")
+
+
+def _range_is_empty(conn: psycopg.Connection, table: str, frame: pd.DataFrame, key_columns: Sequence[str]) -> bool:
+    """True when the table holds no row of the frame's symbols inside its time range (so no key
+    of the frame can already exist). Only for keys of (symbol, time, ...)."""
+    time_key = next((k for k in key_columns if k in _TIME_KEYS), None)
+    if time_key is None or "symbol" not in key_columns:
+        return False
+    query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE symbol = ANY(%s) AND {} BETWEEN %s AND %s)").format(
+        sql.Identifier(table), sql.Identifier(time_key)
+    )
+    symbols = sorted(frame["symbol"].astype(str).unique())
+    low, high = frame[time_key].min().to_pydatetime(), frame[time_key].max().to_pydatetime()
+    (exists,) = conn.execute(query, (symbols, low, high)).fetchone()
+    return not exists
+
+
+def _copy_rows(conn: psycopg.Connection, target: str, frame: pd.DataFrame, columns: list[str], types: dict) -> None:
+    col_ids = sql.SQL(", ").join(map(sql.Identifier, columns))
+    values = [_python_column(frame[c]) for c in columns]
+    with conn.cursor() as cur:
+        copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(target), col_ids)
+        with cur.copy(copy_stmt) as copy:
+            copy.set_types([types[c] for c in columns])
+            for row in zip(*values, strict=True):
+                copy.write_row(row)
 
 
 def _lock_writers(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
