@@ -101,6 +101,19 @@ def open_instance():
     return DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=IN_PROCESS_OVERRIDES))
 
 
+HEARTBEAT_FRESH_SECONDS = 90
+
+
+def backfill_daemon_alive(instance) -> bool:
+    """True when a dagster-daemon with a backfill daemon heartbeated recently on this instance:
+    then it executes the backfill (with the instance's own run launcher) and this process must not
+    run iterations too, or both would launch runs for the same partitions."""
+    from dagster._time import get_current_timestamp
+
+    heartbeat = instance.get_daemon_heartbeats().get("BACKFILL")
+    return heartbeat is not None and get_current_timestamp() - heartbeat.timestamp < HEARTBEAT_FRESH_SECONDS
+
+
 def run_asset_backfill(
     instance,
     targets: Mapping[str, Sequence[str] | None],
@@ -169,11 +182,18 @@ def run_asset_backfill(
             run_config=run_config,
         )
         instance.add_backfill(backfill)
-        echo(f"backfill {backfill.backfill_id}: {title}")
+        delegated = backfill_daemon_alive(instance)
+        echo(
+            f"backfill {backfill.backfill_id}: {title}"
+            + (" (a running dagster-daemon executes it; waiting)" if delegated else "")
+        )
         seen_runs: set[str] = set()
         while True:
-            for _ in execute_backfill_iteration(workspace, logger):
-                pass
+            if delegated:
+                time.sleep(max(poll_seconds, 2.0))
+            else:
+                for _ in execute_backfill_iteration(workspace, logger):
+                    pass
             current = instance.get_backfill(backfill.backfill_id)
             runs = instance.get_runs(filters=_backfill_filter(backfill.backfill_id))
             for run in sorted(runs, key=lambda r: r.run_id):
