@@ -30,6 +30,8 @@ def test_postgres_instance_when_dagster_pg_url_is_set(tmp_path, database_url, mo
 
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert instance.run_monitoring_enabled and instance.run_retries_enabled
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 4
         result = materialize([probe], instance=instance)
         assert result.success
         assert instance.get_run_by_id(result.run_id) is not None

@@ -60,6 +60,9 @@ def transient_only(fn: Callable) -> Callable:
     return wrapper
 
 
+# Concurrency pool of every step that writes the warehouse (limit in dagster.yaml `concurrency`).
+WAREHOUSE_POOL = "warehouse"
+
 OWNERS = ["team:market-data"]
 ML_OWNERS = ["team:quant-ml"]
 

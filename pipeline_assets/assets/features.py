@@ -21,6 +21,7 @@ from dagster import (
 from pipeline_assets.assets._common import (
     ML_OWNERS,
     TRANSIENT_RETRY,
+    WAREHOUSE_POOL,
     add_day_metadata,
     frame_metadata,
     rows_per_day,
@@ -72,6 +73,7 @@ def _missing_symbols_per_day(frame: pd.DataFrame, days, symbols) -> dict[str, li
     owners=ML_OWNERS,
     tags={"layer": "features", "family": "ohlcv"},
     retry_policy=TRANSIENT_RETRY,
+    pool=WAREHOUSE_POOL,
     automation_condition=correction_aware(),
     deps=[AssetDep(raw_ohlcv, partition_mapping=days_window(start_offset=-OHLCV_LOOKBACK_DAYS))],
     metadata={"feature_set_id": FEATURE_SET_ID, "lookback_hours": LOOKBACK_HOURS},
@@ -159,6 +161,7 @@ def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResour
     owners=ML_OWNERS,
     tags={"layer": "features", "family": "sentiment"},
     retry_policy=TRANSIENT_RETRY,
+    pool=WAREHOUSE_POOL,
     automation_condition=correction_aware(),
     deps=[AssetDep(raw_sentiment, partition_mapping=days_window(start_offset=-SENTIMENT_LOOKBACK_DAYS))],
     check_specs=[
@@ -249,6 +252,7 @@ def ml_features_sentiment(context: AssetExecutionContext, warehouse: WarehouseRe
     owners=ML_OWNERS,
     tags={"layer": "labels"},
     retry_policy=TRANSIENT_RETRY,
+    pool=WAREHOUSE_POOL,
     automation_condition=correction_aware(),
     deps=[AssetDep(raw_ohlcv, partition_mapping=days_window(end_offset=LABEL_LOOKFORWARD_DAYS))],
     metadata={"label_set_id": LABEL_SET_ID, "horizon_hours": HORIZON_HOURS},

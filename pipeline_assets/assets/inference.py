@@ -18,6 +18,7 @@ from dagster import (
 from pipeline_assets.assets._common import (
     ML_OWNERS,
     TRANSIENT_RETRY,
+    WAREHOUSE_POOL,
     add_day_metadata,
     closed_bars_end,
     frame_metadata,
@@ -72,6 +73,7 @@ def _missing_symbols(frame: pd.DataFrame, days) -> dict[str, list[str]]:
     owners=ML_OWNERS,
     tags={"layer": "inference"},
     retry_policy=TRANSIENT_RETRY,
+    pool=WAREHOUSE_POOL,
     automation_condition=correction_aware(ignore=[MODEL_ASSET], require=[MODEL_ASSET]),
     deps=[ml_features_ohlcv, ml_features_sentiment, direction_model_xgboost],
     check_specs=[
@@ -266,6 +268,7 @@ def _daily_asset(**kwargs):
         code_version="2",
         owners=ML_OWNERS,
         retry_policy=TRANSIENT_RETRY,
+        pool=WAREHOUSE_POOL,
         automation_condition=correction_aware(),
         **kwargs,
     )

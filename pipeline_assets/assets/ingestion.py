@@ -25,6 +25,7 @@ from dagster import (
 from pipeline_assets.assets._common import (
     OWNERS,
     TRANSIENT_RETRY,
+    WAREHOUSE_POOL,
     add_day_metadata,
     closed_bars_end,
     frame_metadata,
@@ -134,6 +135,7 @@ def _contract_check_results(stored: pd.DataFrame) -> list[AssetCheckResult]:
     owners=OWNERS,
     tags={"layer": "raw", "domain": "market-data"},
     retry_policy=TRANSIENT_RETRY,
+    pool=WAREHOUSE_POOL,
     metadata={"dagster/column_schema": RAW_OHLCV_SCHEMA, "contract": "pipeline_assets/contracts/ohlcv.py"},
     check_specs=[
         *(
@@ -287,6 +289,7 @@ SENTIMENT_COLUMNS = [
     owners=OWNERS,
     tags={"layer": "raw", "domain": "news"},
     retry_policy=TRANSIENT_RETRY,
+    pool=WAREHOUSE_POOL,
     metadata={"dagster/column_schema": RAW_SENTIMENT_SCHEMA, "contract": "pipeline_assets/contracts/headlines.py"},
 )
 @transient_only

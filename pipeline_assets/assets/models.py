@@ -16,7 +16,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipeline_assets.assets._common import ML_OWNERS, utc_now
+from pipeline_assets.assets._common import ML_OWNERS, WAREHOUSE_POOL, utc_now
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.ml import direction_xgb, online_river
 from pipeline_assets.ml.dataset import (
@@ -58,6 +58,7 @@ def _parse_utc(value: str) -> datetime:
     code_version="2",
     owners=ML_OWNERS,
     tags={"trigger": "retrain", "layer": "models"},
+    pool=WAREHOUSE_POOL,
     deps=[ml_features_ohlcv, ml_features_sentiment, ml_labels],
 )
 def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource):
@@ -154,6 +155,7 @@ ONLINE_PAGE_SIZE = 50_000
     code_version="2",
     owners=ML_OWNERS,
     tags={"trigger": "online", "layer": "models"},
+    pool=WAREHOUSE_POOL,
     deps=[ml_labels, ml_features_ohlcv, ml_features_sentiment],
 )
 def online_model_river(context: AssetExecutionContext, warehouse: WarehouseResource):
