@@ -270,20 +270,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         days = day_keys(args.start, args.end)
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+        partition_start = min(args.start, date.fromisoformat(os.environ.get("PIPELINE_PARTITION_START", "9999-12-31")))
+        # Everything the user typed is checked before a database server is started.
+        configure_environment(
+            symbols=symbols, partition_start=partition_start.isoformat(), source=args.source, csv_dir=args.csv_dir
+        )
         database_url = args.database_url or os.environ.get("PIPELINE_DATABASE_URL")
         server = None
         if not database_url:
             from pipeline_assets.local_db import database_url as embedded_url
 
             database_url, server = embedded_url()
-        partition_start = min(args.start, date.fromisoformat(os.environ.get("PIPELINE_PARTITION_START", "9999-12-31")))
-        configure_environment(
-            symbols=symbols,
-            partition_start=partition_start.isoformat(),
-            source=args.source,
-            csv_dir=args.csv_dir,
-            database_url=database_url,
-        )
+        configure_environment(symbols=None, partition_start=None, database_url=database_url)
         from pipeline_assets.definitions import DAILY_ASSET_NAMES
 
         names = [n.strip() for n in args.select.split(",")] if args.select else list(DAILY_ASSET_NAMES)
