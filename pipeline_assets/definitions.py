@@ -62,8 +62,17 @@ automation_sensor = AutomationConditionSensorDefinition(
 )
 
 
+class ConfigurationError(ValueError):
+    """The environment names something that does not exist; raised when the code location loads
+    (so `dagster definitions validate` and the UI show it), not in the first run."""
+
+
 def market_resource_from_env() -> MarketDataResource:
     csv_directory = os.environ.get("PIPELINE_CSV_DIR")
+    if csv_directory is not None and not os.path.isdir(csv_directory):
+        raise ConfigurationError(
+            f"PIPELINE_CSV_DIR={csv_directory!r} is not a directory (unset it for the synthetic market)"
+        )
     return MarketDataResource(
         ohlcv_source="csv" if csv_directory else "synthetic",
         csv_directory=csv_directory,

@@ -222,3 +222,17 @@ def test_an_empty_symbol_list_is_refused_not_defaulted(bad, monkeypatch):
     monkeypatch.setenv("PIPELINE_SYMBOLS", bad)
     with pytest.raises(PartitionConfigError, match="names no symbol"):
         configured_symbols()
+
+
+def test_a_missing_csv_directory_fails_when_the_code_location_loads(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "DAGSTER_"))}
+    env["PIPELINE_CSV_DIR"] = str(tmp_path / "nope")
+    result = subprocess.run(
+        [sys.executable, "-c", "import pipeline_assets.definitions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"PIPELINE_CSV_DIR='{tmp_path / 'nope'}' is not a directory" in result.stderr
