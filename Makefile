@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test lint validate dagster-home dev bench checks clean
+.PHONY: install demo test lint validate dagster-home dev bench checks ci-checks backfill clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,18 @@ validate: dagster-home
 test: lint validate
 	$(BIN)/pytest
 
-# Dagster UI + daemon on http://127.0.0.1:3000 against the same warehouse as the demo.
+# Dagster UI + daemon on http://127.0.0.1:$${DAGSTER_PORT:-3000} against the same warehouse as the demo.
 dev: dagster-home
-	$(BIN)/python -m pipeline_assets.local_db $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m pipeline_assets.local_db $(BIN)/dagster dev -w workspace.yaml -p $${DAGSTER_PORT:-3000}
+
+# A user's own history: make backfill START=2019-04-01 END=2019-06-30 [SYMBOLS=BTCUSD,ETHUSD] [CSV_DIR=dir]
+backfill: dagster-home
+	$(BIN)/python -m pipeline_assets backfill --start $(START) --end $(END) \
+		$(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(CSV_DIR),--source csv --csv-dir $(CSV_DIR))
+
+# Every asset check the UI shows, on a small window of the whole graph; exit 1 on ERROR failures.
+ci-checks: dagster-home
+	$(BIN)/python -m pipeline_assets.checks.ci
 
 # Whole-warehouse contract and leakage scans; exits 1 if any check fails (for CI or cron).
 checks: install
@@ -43,6 +52,7 @@ checks: install
 bench: install
 	$(BIN)/python benchmarks/bench_indicators.py
 	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_backfill.py
 
 clean:
 	rm -rf $(VENV) .dagster_home .demo .pytest_cache .ruff_cache
