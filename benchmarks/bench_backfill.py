@@ -94,10 +94,12 @@ def _graph(url: str, symbols: list[str], first: date, last: date) -> dict:
 
     configure_environment(symbols=symbols, partition_start=first.isoformat(), database_url=url)
     import pipeline_assets.definitions as definitions
+    from pipeline_assets.assets.models import retrain_run_config
 
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     cutoff = first + timedelta(days=int(len(days) * 0.7))
     targets: dict = {name: days for name in definitions.INGESTION_ASSET_NAMES}
+    targets["training_dataset"] = None
     targets["direction_model_xgboost"] = None
     targets.update({name: [d for d in days if d >= cutoff.isoformat()] for name in definitions.INFERENCE_ASSET_NAMES})
     started = time.perf_counter()
@@ -107,14 +109,9 @@ def _graph(url: str, symbols: list[str], first: date, last: date) -> dict:
         title="bench_backfill",
         run_config={
             "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-            "ops": {
-                "direction_model_xgboost": {
-                    "config": {
-                        "train_end": datetime.combine(cutoff, datetime.min.time(), tzinfo=UTC).isoformat(),
-                        "train_days": int(len(days) * 0.7),
-                    }
-                }
-            },
+            **retrain_run_config(
+                datetime.combine(cutoff, datetime.min.time(), tzinfo=UTC), train_days=int(len(days) * 0.7)
+            ),
         },
     )
     seconds = time.perf_counter() - started

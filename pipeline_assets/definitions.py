@@ -14,7 +14,7 @@ from dagster import (
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
-from pipeline_assets.assets.models import direction_model_xgboost, online_model_river
+from pipeline_assets.assets.models import direction_model_xgboost, online_model_river, training_dataset
 from pipeline_assets.automation.alerts import failed_check_alert_sensor, failed_run_alert_sensor
 from pipeline_assets.automation.jobs import (
     inference_job,
@@ -39,6 +39,7 @@ ASSETS = [
     ml_features_ohlcv,
     ml_features_sentiment,
     ml_labels,
+    training_dataset,
     direction_model_xgboost,
     online_model_river,
     ml_predictions,

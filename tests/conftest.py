@@ -19,6 +19,19 @@ from pipeline_assets.store.migrate import migrate
 from pipeline_assets.store.warehouse import truncate_all
 
 
+@pytest.fixture(scope="session", autouse=True)
+def artifact_dir(tmp_path_factory) -> Iterator[str]:
+    """Training datasets written by tests go to a temporary directory, never into the checkout."""
+    path = str(tmp_path_factory.mktemp("artifacts"))
+    previous = os.environ.get("PIPELINE_ARTIFACT_DIR")
+    os.environ["PIPELINE_ARTIFACT_DIR"] = path
+    yield path
+    if previous is None:
+        os.environ.pop("PIPELINE_ARTIFACT_DIR", None)
+    else:
+        os.environ["PIPELINE_ARTIFACT_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     url = database_url_from_env()

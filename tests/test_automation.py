@@ -47,7 +47,7 @@ def test_hourly_ingestion_requests_today_and_catches_up_yesterday_after_midnight
 
 def test_retrain_and_check_schedules():
     (retrain,) = _requests(daily_retrain_schedule, datetime(2024, 3, 5, 0, 30, tzinfo=UTC))
-    assert retrain.run_config["ops"]["direction_model_xgboost"]["config"]["train_end"] == "2024-03-05T00:30:00+00:00"
+    assert retrain.run_config["ops"]["training_dataset"]["config"]["train_end"] == "2024-03-05T00:30:00+00:00"
     (checks,) = _requests(daily_warehouse_checks_schedule, datetime(2024, 3, 5, 2, 15, tzinfo=UTC))
     assert checks.run_key == "checks|2024-03-05"
     assert daily_warehouse_checks_schedule.job_name == "warehouse_checks_job"
@@ -57,7 +57,7 @@ def test_jobs_select_by_group_and_tag():
     ingestion = {k.to_user_string() for k in defs.resolve_job_def("ingestion_job").asset_layer.selected_asset_keys}
     assert ingestion == {"raw_ohlcv", "raw_sentiment"}
     retrain = {k.to_user_string() for k in defs.resolve_job_def("retrain_job").asset_layer.selected_asset_keys}
-    assert retrain == {"direction_model_xgboost"}
+    assert retrain == {"training_dataset", "direction_model_xgboost"}
 
 
 def test_sensor_cursor_sees_every_new_label_materialisation_once(warehouse_url):

@@ -13,6 +13,7 @@ import pytest
 from dagster import DagsterInstance, evaluate_automation_conditions
 from dagster_helpers import INGEST, count, metadata_of, run_assets
 
+from pipeline_assets.assets.models import retrain_run_config
 from pipeline_assets.definitions import defs
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.resources import MarketDataResource
@@ -84,12 +85,10 @@ def test_a_symbol_missing_hours_or_days_never_fails_the_others(warehouse_url, tm
     assert complete_day.passed is False and "SOLUSDT" in complete_day.metadata["gaps"].value
     assert metadata_of(ingest, "raw_ohlcv", outage)["symbols_with_gaps"] == ["BNBUSDT"]
     run_assets(
-        ["direction_model_xgboost"],
+        ["training_dataset", "direction_model_xgboost"],
         warehouse_url,
         instance=instance,
-        run_config={
-            "ops": {"direction_model_xgboost": {"config": {"train_end": "2024-03-11T00:00:00+00:00", "min_rows": 200}}}
-        },
+        run_config=retrain_run_config("2024-03-11T00:00:00+00:00", min_rows=200),
     )
     result = run_assets(
         ["ml_predictions", "trading_signals", "dashboard_data"],

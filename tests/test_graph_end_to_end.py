@@ -9,6 +9,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 from dagster_helpers import count, ingest_days, metadata_of, run_assets
 
+from pipeline_assets.assets.models import retrain_run_config
 from pipeline_assets.automation.sensors import labelled_rows_sensor
 from pipeline_assets.ml.direction_xgb import MODEL_NAME
 from pipeline_assets.partitions import SYMBOLS
@@ -30,16 +31,10 @@ def graph(database_url):
     instance = DagsterInstance.ephemeral()
     ingest_days(database_url, DAYS, SYMBOLS, instance)
     training = run_assets(
-        ["direction_model_xgboost"],
+        ["training_dataset", "direction_model_xgboost"],
         database_url,
         instance=instance,
-        run_config={
-            "ops": {
-                "direction_model_xgboost": {
-                    "config": {"train_end": TRAIN_END.isoformat(), "train_days": 12, "min_rows": 200}
-                }
-            }
-        },
+        run_config=retrain_run_config(TRAIN_END, train_days=12, min_rows=200),
     )
     inference = [
         run_assets(
@@ -211,15 +206,9 @@ def test_sensor_requests_online_update_and_model_learns_each_row_once(graph, mon
 def test_retraining_registers_a_new_version_compared_on_unseen_rows(graph):
     url = graph["url"]
     result = run_assets(
-        ["direction_model_xgboost"],
+        ["training_dataset", "direction_model_xgboost"],
         url,
-        run_config={
-            "ops": {
-                "direction_model_xgboost": {
-                    "config": {"train_end": "2024-03-12T23:00:00+00:00", "train_days": 12, "min_rows": 200}
-                }
-            }
-        },
+        run_config=retrain_run_config("2024-03-12T23:00:00+00:00", train_days=12, min_rows=200),
     )
     meta = metadata_of(result, "direction_model_xgboost")
     assert meta["version"] == 2
@@ -290,7 +279,53 @@ def test_drift_sensor_requests_a_retrain_only_when_realised_loss_exceeds_held_ou
         request = tick()
         assert request.run_key == f"drift-retrain|{champion.model_id}|2024-03-15"
         assert request.tags["trigger"] == "performance_drift"
-        assert "direction_model_xgboost" in request.run_config["ops"]
+        assert "training_dataset" in request.run_config["ops"]
     finally:
         with connect(url) as conn, conn.transaction():
             conn.execute("DELETE FROM model_performance WHERE day >= '2024-03-13'")
+
+
+def test_the_model_was_trained_from_a_registered_dataset_and_retrains_bit_for_bit(graph, tmp_path):
+    import json
+    from pathlib import Path
+
+    from pipeline_assets.store import artifacts
+
+    url = graph["url"]
+    meta = metadata_of(graph["training"], "training_dataset")
+    with connect(url) as conn:
+        record = artifacts.get_training_dataset(conn, meta["dataset_id"])
+        model = registry.get_model(conn, metadata_of(graph["training"], "direction_model_xgboost")["model_id"])
+        _, artifact = registry.load_artifact(conn, model.model_id)
+    assert model.params["training_dataset_id"] == record.dataset_id
+    assert model.params["training_dataset_sha256"] == record.sha256
+    written = json.loads((Path(record.uri).parent / "meta.json").read_text())
+    assert written["parquet_sha256"] == record.sha256 and written["rows"] == record.row_count > 200
+    assert written["feature_set_id"] == model.feature_set_id and written["label_set_id"] == model.label_set_id
+    assert set(written["class_counts"]) <= {"0", "1", "2"} and written["dependencies"]["xgboost-cpu"] != "absent"
+    frame = artifacts.read_training_dataset(record)
+    assert frame["matured_at"].max() < TRAIN_END
+
+    # the same dataset trains the same model, byte for byte
+    again = run_assets(
+        ["direction_model_xgboost"],
+        url,
+        run_config={"ops": {"direction_model_xgboost": {"config": {"dataset_id": record.dataset_id, "min_rows": 200}}}},
+    )
+    with connect(url) as conn:
+        retrained = registry.get_model(conn, metadata_of(again, "direction_model_xgboost")["model_id"])
+        _, second = registry.load_artifact(conn, retrained.model_id)
+        conn.execute("DELETE FROM ml_models_metadata WHERE model_id = %s", (retrained.model_id,))
+        conn.commit()
+    assert second == artifact
+
+    # an altered dataset file is refused before training
+    Path(record.uri).write_bytes(Path(record.uri).read_bytes()[:-8] + b"tampered")
+    refused = run_assets(
+        ["direction_model_xgboost"],
+        url,
+        raise_on_error=False,
+        run_config={"ops": {"direction_model_xgboost": {"config": {"dataset_id": record.dataset_id}}}},
+    )
+    failure = refused.get_step_failure_events()[0].step_failure_data.error.message
+    assert "refusing to train on altered data" in failure

@@ -16,7 +16,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipeline_assets.assets._common import ML_OWNERS, WAREHOUSE_POOL, utc_now
+from pipeline_assets.assets._common import ML_OWNERS, WAREHOUSE_POOL, transient_only, utc_now
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.ml import direction_xgb, online_river
 from pipeline_assets.ml.dataset import (
@@ -28,28 +28,97 @@ from pipeline_assets.ml.dataset import (
 from pipeline_assets.ml.labels import LABEL_SET_ID
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.resources import WarehouseResource
+from pipeline_assets.store import artifacts
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import upsert_frame
 from pipeline_assets.store.warehouse import read_labelled_model_inputs, read_unlearned_rows
 
 
-class TrainingConfig(Config):
+class DatasetConfig(Config):
     train_end: str | None = Field(
         default=None,
         description="ISO-8601 UTC cut-off: only labels matured before then are used. Default: now.",
     )
     train_days: int = Field(default=90, ge=2, description="Days of bars before train_end to train on.")
+
+
+class TrainingConfig(Config):
     min_rows: int = Field(default=300, ge=50, description="Refuse to train on fewer complete labelled rows.")
+    dataset_id: int | None = Field(
+        default=None, description="Train on this registered training dataset (default: the newest one)."
+    )
+
+
+def retrain_run_config(train_end: datetime | str, train_days: int | None = None, min_rows: int | None = None) -> dict:
+    """Run config of a retrain: the dataset's window and the model's settings."""
+    dataset: dict = {"train_end": train_end if isinstance(train_end, str) else train_end.isoformat()}
+    if train_days is not None:
+        dataset["train_days"] = train_days
+    model: dict = {} if min_rows is None else {"min_rows": min_rows}
+    return {"ops": {"training_dataset": {"config": dataset}, "direction_model_xgboost": {"config": model}}}
 
 
 def _parse_utc(value: str) -> datetime:
     try:
         parsed = pd.Timestamp(value)
     except ValueError as exc:
-        raise Failure(f"train_end={value!r} is not an ISO-8601 timestamp") from exc
+        raise Failure(f"train_end={value!r} is not an ISO-8601 timestamp", allow_retries=False) from exc
     if parsed.tzinfo is None:
-        raise Failure(f"train_end={value!r} has no UTC offset; write e.g. 2024-03-01T00:00:00Z")
+        raise Failure(f"train_end={value!r} has no UTC offset; write e.g. 2024-03-01T00:00:00Z", allow_retries=False)
     return parsed.tz_convert("UTC").to_pydatetime()
+
+
+@asset(
+    group_name="models",
+    kinds={"parquet", "postgres"},
+    code_version="1",
+    owners=ML_OWNERS,
+    tags={"trigger": "retrain", "layer": "datasets"},
+    pool=WAREHOUSE_POOL,
+    deps=[ml_features_ohlcv, ml_features_sentiment, ml_labels],
+)
+@transient_only
+def training_dataset(context: AssetExecutionContext, config: DatasetConfig, warehouse: WarehouseResource):
+    """The labelled rows a model trains on (labels matured before train_end, complete features),
+    written as Parquet + meta.json (feature-set id, label-set id, window, rows, class balance, git
+    commit, locked dependency versions, SHA-256) under PIPELINE_ARTIFACT_DIR and registered in
+    `training_datasets`; the model trained from it records its id, so it can be retrained bit for bit."""
+    train_end = _parse_utc(config.train_end) if config.train_end else utc_now()
+    train_start = train_end - timedelta(days=config.train_days)
+    with warehouse.transaction() as conn:
+        frame = read_labelled_model_inputs(conn, SYMBOLS, train_start, train_end, matured_by=train_end)
+    try:
+        complete, incomplete = split_complete_rows(frame)
+    except DatasetError as exc:
+        raise Failure(f"training_dataset: {exc}", allow_retries=False) from exc
+    if complete.empty:
+        raise Failure(
+            f"training_dataset: no labelled row with complete features matured in "
+            f"{train_start.isoformat()} .. {train_end.isoformat()}",
+            allow_retries=False,
+        )
+    with warehouse.transaction() as conn:
+        record = artifacts.write_training_dataset(
+            conn,
+            complete,
+            feature_set_id=MODEL_FEATURE_SET_ID,
+            label_set_id=LABEL_SET_ID,
+            window_start=train_start,
+            window_end=train_end,
+            matured_by=train_end,
+        )
+    return MaterializeResult(
+        metadata={
+            "dataset_id": MetadataValue.int(record.dataset_id),
+            "uri": MetadataValue.path(record.uri),
+            "sha256": MetadataValue.text(record.sha256),
+            "rows": MetadataValue.int(record.row_count),
+            "rows_without_complete_features": MetadataValue.int(len(incomplete)),
+            "class_balance": MetadataValue.json(record.meta["class_balance"]),
+            "git_commit": MetadataValue.text(record.meta["git_commit"]),
+            "window": MetadataValue.text(f"{train_start.isoformat()} .. {train_end.isoformat()}"),
+        }
+    )
 
 
 @asset(
@@ -59,23 +128,33 @@ def _parse_utc(value: str) -> datetime:
     owners=ML_OWNERS,
     tags={"trigger": "retrain", "layer": "models"},
     pool=WAREHOUSE_POOL,
-    deps=[ml_features_ohlcv, ml_features_sentiment, ml_labels],
+    deps=[training_dataset],
 )
+@transient_only
 def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource):
-    """Train a SELL/HOLD/BUY classifier on matured labels, register it in ml_models_metadata
-    (artifact bytes + sha256) and promote it if it beats the champion on held-out rows."""
-    train_end = _parse_utc(config.train_end) if config.train_end else utc_now()
-    train_start = train_end - timedelta(days=config.train_days)
+    """Train a SELL/HOLD/BUY classifier on a registered training dataset (the newest by default),
+    register it in ml_models_metadata (artifact bytes + sha256, dataset id) and promote it if it
+    beats the champion on held-out rows."""
     params = direction_xgb.XgbTrainingParams(min_rows=config.min_rows)
     with warehouse.transaction() as conn:
-        frame = read_labelled_model_inputs(conn, SYMBOLS, train_start, train_end, matured_by=train_end)
-    try:
-        complete, incomplete = split_complete_rows(frame)
-        trained = direction_xgb.train_direction_model(complete, params)
-    except (DatasetError, direction_xgb.TrainingError) as exc:
+        try:
+            dataset = (
+                artifacts.get_training_dataset(conn, config.dataset_id)
+                if config.dataset_id is not None
+                else artifacts.latest_training_dataset(conn)
+            )
+        except artifacts.ArtifactError as exc:
+            raise Failure(f"direction_model_xgboost: {exc}", allow_retries=False) from exc
+    if dataset is None:
         raise Failure(
-            f"direction_model_xgboost: {exc} (window {train_start.isoformat()} .. {train_end.isoformat()})"
-        ) from exc
+            "direction_model_xgboost: no training dataset yet; materialise training_dataset", allow_retries=False
+        )
+    try:
+        complete = artifacts.read_training_dataset(dataset)
+        trained = direction_xgb.train_direction_model(complete, params)
+    except (artifacts.ArtifactError, DatasetError, direction_xgb.TrainingError) as exc:
+        raise Failure(f"direction_model_xgboost: {exc} (dataset {dataset.dataset_id})", allow_retries=False) from exc
+    train_start, train_end = dataset.meta["window_start"], dataset.meta["window_end"]
 
     with warehouse.transaction() as conn:
         candidate = registry.register_model(
@@ -90,6 +169,10 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
                 **asdict(params),
                 "feature_columns": list(MODEL_FEATURE_COLUMNS),
                 "symbols": list(SYMBOLS),
+                "training_dataset_id": dataset.dataset_id,
+                "training_dataset_uri": dataset.uri,
+                "training_dataset_sha256": dataset.sha256,
+                "training_window": [train_start, train_end],
             },
             metrics=trained.metrics,
             train_start=trained.train_start,
@@ -129,7 +212,7 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             "status": MetadataValue.text(candidate.status),
             "artifact_sha256": MetadataValue.text(candidate.artifact_sha256),
             "training_rows": MetadataValue.int(len(complete)),
-            "rows_without_complete_features": MetadataValue.int(len(incomplete)),
+            "training_dataset_id": MetadataValue.int(dataset.dataset_id),
             "labels_matured_until": MetadataValue.text(trained.labels_matured_until.isoformat()),
             "test_accuracy": MetadataValue.float(test["accuracy"]),
             "test_balanced_accuracy": MetadataValue.float(test["balanced_accuracy"]),

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from dagster import RunRequest, ScheduleEvaluationContext, schedule
 
+from pipeline_assets.assets.models import retrain_run_config
 from pipeline_assets.automation.jobs import ingestion_job, retrain_job, warehouse_checks_job
 from pipeline_assets.ml.labels import HORIZON_HOURS
 
@@ -38,7 +39,7 @@ def daily_retrain_schedule(context: ScheduleEvaluationContext):
     when = context.scheduled_execution_time
     return RunRequest(
         run_key=f"retrain|{when.strftime('%Y-%m-%d')}",
-        run_config={"ops": {"direction_model_xgboost": {"config": {"train_end": when.isoformat()}}}},
+        run_config=retrain_run_config(when),
     )
 
 

@@ -15,6 +15,7 @@ from dagster import (
     sensor,
 )
 
+from pipeline_assets.assets.models import retrain_run_config
 from pipeline_assets.automation.alerts import send_alert
 from pipeline_assets.automation.jobs import online_update_job, retrain_job
 from pipeline_assets.ml.direction_xgb import MODEL_NAME
@@ -87,6 +88,6 @@ def performance_drift_sensor(context: SensorEvaluationContext, warehouse: Wareho
     send_alert("drift", f"{MODEL_NAME} model {current.model_id}: performance drift, retrain requested", decision.reason)
     return RunRequest(
         run_key=f"drift-retrain|{current.model_id}|{last_day}",
-        run_config={"ops": {"direction_model_xgboost": {"config": {"train_end": now.isoformat()}}}},
+        run_config=retrain_run_config(now),
         tags={"trigger": "performance_drift", "drift_reason": decision.reason[:200]},
     )
