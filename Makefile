@@ -5,13 +5,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test lint validate dagster-home dev bench checks ci-checks backfill clean
+.PHONY: install demo test lint validate dagster-home dev bench checks ci-checks backfill constraints clean
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every installed distribution (regenerate: make constraints).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+constraints: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt
 
 install: $(VENV)/.installed
 
@@ -50,6 +55,7 @@ checks: install
 	$(BIN)/python -m pipeline_assets.checks.run
 
 bench: install
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_indicators.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_backfill.py
