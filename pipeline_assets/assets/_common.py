@@ -99,7 +99,9 @@ def closed_bars_end(window_end: datetime, now: datetime | None = None) -> dateti
 
 
 def frame_metadata(frame: pd.DataFrame, ts_column: str = "ts") -> dict:
-    metadata: dict = {"rows": MetadataValue.int(len(frame))}
+    # "rows_in_run": each day's own event carries "rows" (add_day_metadata); a run-level "rows"
+    # would be copied onto every day's event of a range run.
+    metadata: dict = {"rows_in_run": MetadataValue.int(len(frame))}
     if len(frame) and ts_column in frame.columns:
         metadata["first_ts"] = MetadataValue.text(frame[ts_column].min().isoformat())
         metadata["last_ts"] = MetadataValue.text(frame[ts_column].max().isoformat())

@@ -414,6 +414,7 @@ def model_performance(context: AssetExecutionContext, warehouse: WarehouseResour
         context,
         {
             str(row["day"]): {
+                "rows": MetadataValue.int(1),
                 "matured_rows": MetadataValue.int(int(row["matured_rows"])),
                 "log_loss": MetadataValue.float(float(row["log_loss"])),
                 "accuracy": MetadataValue.float(float(row["accuracy"])),

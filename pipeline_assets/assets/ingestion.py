@@ -329,7 +329,7 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
                     watermarks.append((key, day_start, covered, per_key.get((day, symbol), 0)))
         record_watermarks(conn, "raw_sentiment", watermarks)
     day_rows = rows_per_day(scored, window.days, ts_column="published_at")
-    add_day_metadata(context, {day: {"headlines": MetadataValue.int(n)} for day, n in day_rows.items()})
+    add_day_metadata(context, {day: {"rows": MetadataValue.int(n)} for day, n in day_rows.items()})
     return MaterializeResult(
         metadata={
             **frame_metadata(scored, ts_column="published_at"),

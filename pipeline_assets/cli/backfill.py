@@ -202,10 +202,11 @@ def run_asset_backfill(
                 seen_runs.add(run.run_id)
                 stats = instance.get_run_stats(run.run_id)
                 elapsed = (stats.end_time or 0) - (stats.launch_time or stats.start_time or 0)
-                assets = sorted(k.to_user_string() for k in (run.asset_selection or []))
                 partition_range = _run_partitions(run)
                 status = run.status.value
-                echo(f"  run {run.run_id[:8]} {status:<8} {elapsed:6.1f}s  {partition_range:<24} {', '.join(assets)}")
+                echo(f"  run {run.run_id[:8]} {status:<8} {elapsed:6.1f}s  {partition_range}")
+                for asset, (rows, seconds) in _stage_figures(instance, run.run_id).items():
+                    echo(f"      {asset:<26} {rows:>10,} rows {seconds:7.1f}s")
             if current.status not in (BulkActionStatus.REQUESTED,):
                 break
             if poll_seconds:
@@ -219,6 +220,28 @@ def run_asset_backfill(
         failed_runs=failed,
         seconds=round(time.monotonic() - started, 1),
     )
+
+
+def _stage_figures(instance, run_id: str) -> dict[str, tuple[int, float]]:
+    """Per asset of a finished run: rows (summed over its per-day materialisations) and step seconds."""
+    from dagster import DagsterEventType
+
+    figures: dict[str, list] = {}
+    started: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            started[event.step_key] = entry.timestamp
+        elif event.event_type == DagsterEventType.STEP_SUCCESS and event.step_key in started:
+            figures.setdefault(event.step_key, [0, 0.0])[1] = entry.timestamp - started[event.step_key]
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            rows = materialization.metadata.get("rows")
+            key = event.step_key or materialization.asset_key.to_user_string()
+            figures.setdefault(key, [0, 0.0])[0] += int(rows.value) if rows is not None else 0
+    return {k: (v[0], v[1]) for k, v in figures.items()}
 
 
 def _backfill_filter(backfill_id: str):
