@@ -128,6 +128,24 @@ def rows_per_day(frame: pd.DataFrame, days: Iterable[str], ts_column: str = "ts"
     return counts
 
 
+BULKY_METADATA_CHARS = 200
+
+
+def run_metadata(context: AssetExecutionContext, window: RunWindow, metadata: Mapping) -> dict:
+    """Run-level metadata for a MaterializeResult. Dagster copies run-level metadata onto every
+    partition's event of a range run; bulky values (previews, tables) are attached to the last
+    day's event only, so a year's backfill does not store 365 copies of them."""
+    if len(window.days) == 1:
+        return dict(metadata)
+    light, bulky = {}, {}
+    for key, value in metadata.items():
+        raw = value.value if isinstance(value, MetadataValue) else value
+        (bulky if len(str(raw)) > BULKY_METADATA_CHARS else light)[key] = value
+    if bulky:
+        context.add_asset_metadata(bulky, partition_key=window.days[-1])
+    return light
+
+
 def add_day_metadata(context: AssetExecutionContext, per_day: Mapping[str, Mapping]) -> None:
     """Per-partition metadata inside a range run: each day's materialisation event carries its
     own figures (the run-level metadata is shared by all of them)."""

@@ -25,6 +25,7 @@ from pipeline_assets.assets._common import (
     add_day_metadata,
     frame_metadata,
     rows_per_day,
+    run_metadata,
     run_window,
     stats_metadata,
     symbol_day_table,
@@ -130,14 +131,18 @@ def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResour
         },
     )
     return MaterializeResult(
-        metadata={
-            **frame_metadata(features),
-            **stats_metadata(stats),
-            "feature_set_id": FEATURE_SET_ID,
-            "days_in_run": MetadataValue.int(len(window.days)),
-            "rows_in_warmup": MetadataValue.int(incomplete),
-            "symbol_days_without_bars": symbol_day_table(missing),
-        },
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                **frame_metadata(features),
+                **stats_metadata(stats),
+                "feature_set_id": FEATURE_SET_ID,
+                "days_in_run": MetadataValue.int(len(window.days)),
+                "rows_in_warmup": MetadataValue.int(incomplete),
+                "symbol_days_without_bars": symbol_day_table(missing),
+            },
+        ),
         check_results=[
             AssetCheckResult(
                 check_name=FULL_LOOKBACK_CHECK,
@@ -225,13 +230,17 @@ def ml_features_sentiment(context: AssetExecutionContext, warehouse: WarehouseRe
         },
     )
     return MaterializeResult(
-        metadata={
-            **frame_metadata(features),
-            **stats_metadata(stats),
-            "days_in_run": MetadataValue.int(len(window.days)),
-            "headlines_covered_until": last_covered.isoformat(),
-            "symbol_days_not_ingested": symbol_day_table(not_ingested),
-        },
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                **frame_metadata(features),
+                **stats_metadata(stats),
+                "days_in_run": MetadataValue.int(len(window.days)),
+                "headlines_covered_until": last_covered.isoformat(),
+                "symbol_days_not_ingested": symbol_day_table(not_ingested),
+            },
+        ),
         check_results=[
             AssetCheckResult(
                 check_name=FULL_LOOKBACK_CHECK,
@@ -292,13 +301,17 @@ def ml_labels(context: AssetExecutionContext, warehouse: WarehouseResource):
         },
     )
     return MaterializeResult(
-        metadata={
-            **frame_metadata(labels),
-            **stats_metadata(stats),
-            "days_in_run": MetadataValue.int(len(window.days)),
-            "unmatured_rows": MetadataValue.int(unmatured),
-            "class_counts": MetadataValue.json(
-                {"SELL": int(counts.get(0, 0)), "HOLD": int(counts.get(1, 0)), "BUY": int(counts.get(2, 0))}
-            ),
-        }
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                **frame_metadata(labels),
+                **stats_metadata(stats),
+                "days_in_run": MetadataValue.int(len(window.days)),
+                "unmatured_rows": MetadataValue.int(unmatured),
+                "class_counts": MetadataValue.json(
+                    {"SELL": int(counts.get(0, 0)), "HOLD": int(counts.get(1, 0)), "BUY": int(counts.get(2, 0))}
+                ),
+            },
+        )
     )

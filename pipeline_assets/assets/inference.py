@@ -23,6 +23,7 @@ from pipeline_assets.assets._common import (
     closed_bars_end,
     frame_metadata,
     rows_per_day,
+    run_metadata,
     run_window,
     stats_metadata,
     symbol_day_table,
@@ -244,17 +245,21 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
         },
     )
     return MaterializeResult(
-        metadata={
-            **frame_metadata(predictions),
-            **stats_metadata(stats),
-            "days_in_run": MetadataValue.int(len(window.days)),
-            "model_ids": MetadataValue.json(sorted(int(m) for m in by_model)),
-            "rows_without_complete_features": MetadataValue.int(len(incomplete)),
-            "symbol_days_without_prediction": symbol_day_table(missing),
-            "predicted_direction_counts": MetadataValue.json(
-                {str(k): int(v) for k, v in predictions["predicted_direction"].value_counts().items()}
-            ),
-        },
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                **frame_metadata(predictions),
+                **stats_metadata(stats),
+                "days_in_run": MetadataValue.int(len(window.days)),
+                "model_ids": MetadataValue.json(sorted(int(m) for m in by_model)),
+                "rows_without_complete_features": MetadataValue.int(len(incomplete)),
+                "symbol_days_without_prediction": symbol_day_table(missing),
+                "predicted_direction_counts": MetadataValue.json(
+                    {str(k): int(v) for k, v in predictions["predicted_direction"].value_counts().items()}
+                ),
+            },
+        ),
         check_results=checks,
     )
 
@@ -296,12 +301,16 @@ def trading_signals(context: AssetExecutionContext, warehouse: WarehouseResource
     day_rows = rows_per_day(signals, window.days)
     add_day_metadata(context, {day: {"rows": MetadataValue.int(n)} for day, n in day_rows.items()})
     return MaterializeResult(
-        metadata={
-            **frame_metadata(signals),
-            **stats_metadata(stats),
-            "days_in_run": MetadataValue.int(len(window.days)),
-            "signal_counts": MetadataValue.json({k: int(v) for k, v in signals["signal"].value_counts().items()}),
-        }
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                **frame_metadata(signals),
+                **stats_metadata(stats),
+                "days_in_run": MetadataValue.int(len(window.days)),
+                "signal_counts": MetadataValue.json({k: int(v) for k, v in signals["signal"].value_counts().items()}),
+            },
+        )
     )
 
 
@@ -355,14 +364,18 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
     day_rows = rows_per_day(rows, window.days)
     add_day_metadata(context, {day: {"rows": MetadataValue.int(n)} for day, n in day_rows.items()})
     return MaterializeResult(
-        metadata={
-            **frame_metadata(rows[DASHBOARD_COLUMNS]),
-            **stats_metadata(stats),
-            "days_in_run": MetadataValue.int(len(window.days)),
-            "traded_hours_matured": MetadataValue.int(len(traded)),
-            "hit_rate": MetadataValue.float(float((traded["strategy_return"] > 0).mean()) if len(traded) else 0.0),
-            "sum_strategy_return": MetadataValue.float(float(traded["strategy_return"].sum())),
-        }
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                **frame_metadata(rows[DASHBOARD_COLUMNS]),
+                **stats_metadata(stats),
+                "days_in_run": MetadataValue.int(len(window.days)),
+                "traded_hours_matured": MetadataValue.int(len(traded)),
+                "hit_rate": MetadataValue.float(float((traded["strategy_return"] > 0).mean()) if len(traded) else 0.0),
+                "sum_strategy_return": MetadataValue.float(float(traded["strategy_return"].sum())),
+            },
+        )
     )
 
 

@@ -31,6 +31,7 @@ from pipeline_assets.assets._common import (
     frame_metadata,
     hours_in,
     rows_per_day,
+    run_metadata,
     run_window,
     stats_metadata,
     symbol_day_table,
@@ -254,15 +255,19 @@ def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, mark
         },
     )
     return MaterializeResult(
-        metadata={
-            **frame_metadata(stored),
-            **stats_metadata(stats),
-            "days_in_run": MetadataValue.int(len(window.days)),
-            "source": source.name,
-            "quarantined_rows_in_run": MetadataValue.int(quarantined),
-            "quarantine_reasons": MetadataValue.json(dict(reasons)),
-            "missing_hours_in_run": MetadataValue.int(missing_hours),
-        },
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                **frame_metadata(stored),
+                **stats_metadata(stats),
+                "days_in_run": MetadataValue.int(len(window.days)),
+                "source": source.name,
+                "quarantined_rows_in_run": MetadataValue.int(quarantined),
+                "quarantine_reasons": MetadataValue.json(dict(reasons)),
+                "missing_hours_in_run": MetadataValue.int(missing_hours),
+            },
+        ),
         check_results=checks,
     )
 
@@ -331,11 +336,15 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
     day_rows = rows_per_day(scored, window.days, ts_column="published_at")
     add_day_metadata(context, {day: {"rows": MetadataValue.int(n)} for day, n in day_rows.items()})
     return MaterializeResult(
-        metadata={
-            **frame_metadata(scored, ts_column="published_at"),
-            **stats_metadata(stats),
-            "days_in_run": MetadataValue.int(len(window.days)),
-            "quarantined_rows_in_run": MetadataValue.int(quarantined),
-            "mean_compound": MetadataValue.float(float(scored["compound"].mean()) if len(scored) else 0.0),
-        }
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                **frame_metadata(scored, ts_column="published_at"),
+                **stats_metadata(stats),
+                "days_in_run": MetadataValue.int(len(window.days)),
+                "quarantined_rows_in_run": MetadataValue.int(quarantined),
+                "mean_compound": MetadataValue.float(float(scored["compound"].mean()) if len(scored) else 0.0),
+            },
+        )
     )
