@@ -5,6 +5,7 @@ history for every row (batch invariance; see features/ohlcv_features.py for the 
 import math
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -45,6 +46,7 @@ from pipeline_assets.ml.labels import HORIZON_HOURS, LABEL_SET_ID, compute_label
 from pipeline_assets.partitions import (
     SYMBOLS,
     daily_partitions,
+    day_window,
     days_window,
     range_backfill_policy,
     symbol_day_key,
@@ -63,6 +65,24 @@ FULL_LOOKBACK_CHECK = "full_lookback"
 def _missing_symbols_per_day(frame: pd.DataFrame, days, symbols) -> dict[str, list[str]]:
     present = set(zip(frame["ts"].dt.strftime("%Y-%m-%d"), frame["symbol"], strict=True)) if len(frame) else set()
     return {day: [s for s in symbols if (day, s) not in present] for day in days}
+
+
+def _features_day_by_day(bars: pd.DataFrame, window) -> pd.DataFrame:
+    """Each day's rows computed from exactly the bars a one-day run of that day reads (the day
+    plus LOOKBACK_HOURS before it), so a range run stores the same values as one-day runs even for
+    recursive indicators (EMA, Wilder RSI/ATR, MACD) whose value depends on where they start."""
+    ts = bars["ts"].to_numpy(dtype="datetime64[us]")
+    out = []
+    for day in window.days:
+        day_start = np.datetime64(day_window(day)[0].replace(tzinfo=None), "us")
+        lo = np.searchsorted(ts, day_start - np.timedelta64(LOOKBACK_HOURS, "h"), side="left")
+        first = np.searchsorted(ts, day_start, side="left")
+        hi = np.searchsorted(ts, day_start + np.timedelta64(1, "D"), side="left")
+        if hi == first:
+            continue  # no bar that day (reported as a gap by the caller)
+        features = compute_ohlcv_features(bars.iloc[lo:hi].reset_index(drop=True))
+        out.append(features.iloc[first - lo :])
+    return pd.concat(out, ignore_index=True)
 
 
 @asset(
@@ -106,8 +126,7 @@ def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResour
         warmup[str(symbol)] = int((group["ts"] < window.start).sum())
         if not (group["ts"] >= window.start).any():
             continue
-        features = compute_ohlcv_features(group)
-        features = features[features["ts"] >= window.start].reset_index(drop=True)
+        features = _features_day_by_day(group, window)
         features.insert(0, "symbol", symbol)
         frames.append(features)
     features = pd.concat(frames, ignore_index=True)
