@@ -113,7 +113,7 @@ def migrate(database_url: str, directory: Path | None = None) -> MigrationReport
     applied: list[str] = []
     skipped: list[str] = []
     already: list[str] = []
-    with connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True, statement_timeout_s=0) as conn:
         # Session-level lock: held across the per-file transactions below.
         conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
         try:
