@@ -34,6 +34,7 @@ def test_rematerialising_a_partition_leaves_row_counts_unchanged(warehouse_url):
         "positive_prices",
         "unique_monotonic_utc_ts",
         "complete_day",
+        "no_vendor_filled_bars",
     }
 
     second = run_assets(["raw_ohlcv", "raw_sentiment"], warehouse_url, DAY)

@@ -94,7 +94,9 @@ def test_csv_round_trip_and_formats(tmp_path):
     write_csv(bars.iloc[24:], tmp_path / "BNBUSDT" / "part2.csv")
     source = CsvDirectorySource(tmp_path)
     assert source.available_symbols() == ["BNBUSDT"]
-    pd.testing.assert_frame_equal(source.ohlcv("BNBUSDT", _day(0), _day(2)), bars, check_exact=True, check_dtype=False)
+    read = source.ohlcv("BNBUSDT", _day(0), _day(2))
+    assert read["reject_reason"].isna().all()
+    pd.testing.assert_frame_equal(read[list(bars.columns)], bars, check_exact=True, check_dtype=False)
     epoch_ms = pd.DataFrame(
         {
             "open_time": [1709251200000, 1709254800000],
@@ -108,15 +110,25 @@ def test_csv_round_trip_and_formats(tmp_path):
     epoch_ms.to_csv(tmp_path / "ETHUSDT.csv", index=False)
     parsed = source.ohlcv("ETHUSDT", _day(0), _day(1))
     assert parsed["ts"].tolist() == [pd.Timestamp("2024-03-01T00:00Z"), pd.Timestamp("2024-03-01T01:00Z")]
-    assert np.isnan(parsed["high"].iloc[1]) and len(parsed) == 2  # kept for the contract to quarantine
+    # an unparsable cell is refused by the source with its original text; the row is not dropped
+    assert len(parsed) == 2 and parsed["reject_reason"].iloc[1] == "high='x' is not a number"
+    assert parsed["raw"].iloc[1] == "1709254800000,2,x,1,1.5,4"
 
 
 def test_csv_errors_name_file_line_and_column(tmp_path):
     source = CsvDirectorySource(tmp_path)
     with pytest.raises(SourceDataMissing, match=f"no CSV for XRPUSDT in {tmp_path}"):
         source.ohlcv("XRPUSDT", _day(0), _day(1))
+    (tmp_path / "BTCUSDT.csv").write_text(
+        "ts,open,high,low,close,volume\n2024-03-01T00:00:00,1,2,0.5,1,1\n2024-03-01T01:00:00Z,1,2,0.5,1,1\n"
+    )
+    rows = source.ohlcv("BTCUSDT", _day(0), _day(1))  # the naive row is refused, row-level
+    assert (
+        rows["reject_reason"].iloc[0] == "ts='2024-03-01T00:00:00' has no UTC offset (write e.g. 2024-03-01T00:00:00Z)"
+    )
+    assert rows["reject_reason"].iloc[1] is None
     (tmp_path / "BTCUSDT.csv").write_text("ts,open,high,low,close,volume\n2024-03-01T00:00:00,1,2,0.5,1,1\n")
-    with pytest.raises(SourceFormatError, match=r"BTCUSDT.csv line 2: ts='2024-03-01T00:00:00' has no UTC offset"):
+    with pytest.raises(SourceFormatError, match=r"BTCUSDT.csv: no row has a usable time .* has no UTC offset"):
         source.ohlcv("BTCUSDT", _day(0), _day(1))
     (tmp_path / "BTCUSDT.csv").write_text("ts,open,high,low,close\n2024-03-01T00:00:00Z,1,2,0.5,1\n")
     with pytest.raises(SourceFormatError, match=r"lacks column\(s\) \['volume'\]"):

@@ -44,7 +44,7 @@ from pipeline_assets.partitions import SYMBOLS, daily_partitions, day_window, ra
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
 from pipeline_assets.sources.base import SourceDataMissing, SourceError
 from pipeline_assets.store.frames import upsert_frame
-from pipeline_assets.store.quarantine import replace_quarantine
+from pipeline_assets.store.quarantine import replace_quarantine_many
 from pipeline_assets.store.warehouse import read_ohlcv
 from pipeline_assets.store.watermarks import record_watermarks
 
@@ -60,7 +60,8 @@ OHLCV_CONTRACT_CHECKS = {
 }
 COMPLETE_DAY_CHECK = "complete_day"
 
-OHLCV_COLUMNS_STORED = ["symbol", "ts", "open", "high", "low", "close", "volume", "source"]
+OHLCV_COLUMNS_STORED = ["symbol", "ts", "open", "high", "low", "close", "volume", "source", "vendor_filled"]
+VENDOR_FILLED_CHECK = "no_vendor_filled_bars"
 
 RAW_OHLCV_SCHEMA = TableSchema(
     columns=[
@@ -72,6 +73,9 @@ RAW_OHLCV_SCHEMA = TableSchema(
         TableColumn("close", "float8", description="Quote currency, > 0"),
         TableColumn("volume", "float8", description="Base currency, >= 0"),
         TableColumn("source", "text", description="Source name (synthetic, csv, exchange id)"),
+        TableColumn(
+            "vendor_filled", "boolean", description="Zero volume and open = high = low = close: an outage filled"
+        ),
     ]
 )
 RAW_SENTIMENT_SCHEMA = TableSchema(
@@ -149,6 +153,12 @@ def _contract_check_results(stored: pd.DataFrame) -> list[AssetCheckResult]:
             description="Every closed hour of every day has a bar for every symbol (warns on gaps and "
             "symbols without data).",
         ),
+        AssetCheckSpec(
+            VENDOR_FILLED_CHECK,
+            asset="raw_ohlcv",
+            description="No bar looks vendor-filled (zero volume, open = high = low = close); such bars are "
+            "stored with vendor_filled = true (warns).",
+        ),
     ],
 )
 @transient_only
@@ -176,28 +186,36 @@ def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, mark
             raise Failure(
                 f"raw_ohlcv {symbol} {window.label}: source {source.name} failed: {exc}", allow_retries=False
             ) from exc
+        refused = pd.DataFrame()
+        if "reject_reason" in bars.columns:  # rows the source could not read as bars (CSV)
+            unreadable = bars["reject_reason"].notna()
+            refused = bars[unreadable].rename(columns={"reject_reason": "reason"}).assign(symbol=symbol)
+            bars = bars[~unreadable].drop(columns=["placed_at", "reject_reason"])
         contract = validate_ohlcv(bars, symbol, window.start, end)
         valid_frames.append(contract.valid)
         for reason, count in contract.reasons.items():
             reasons[reason] += count
-        for day, group in _by_day(contract.rejected, "ts", window.days[0]).items():
+        if len(refused):
+            reasons["unreadable rows (reasons in quarantine)"] += len(refused)
+        by_day = _by_day(contract.rejected, "ts", window.days[0])
+        for day, group in _by_day(refused, "placed_at", window.days[0]).items():
+            by_day[day] = pd.concat([by_day[day], group], ignore_index=True) if day in by_day else group
+        for day, group in by_day.items():
             rejected_by_key[symbol_day_key(day, symbol)] = group
     present = [s for s in SYMBOLS if s not in absent]
     valid = pd.concat(valid_frames, ignore_index=True) if valid_frames else pd.DataFrame(columns=OHLCV_COLUMNS_STORED)
     keys = [symbol_day_key(day, symbol) for day in window.days for symbol in present]
+    to_quarantine = {key: rejected_by_key.get(key, pd.DataFrame()) for key in keys}
     if valid.empty:
         with warehouse.transaction() as conn:  # keep the refused rows and their reasons even so
-            for key in keys:
-                replace_quarantine(conn, "raw_ohlcv", key, rejected_by_key.get(key, pd.DataFrame()))
+            replace_quarantine_many(conn, "raw_ohlcv", to_quarantine)
         raise Failure(
             f"raw_ohlcv {window.label}: source {source.name} returned no valid bar for any symbol "
             f"(rejected: {dict(reasons)}; without data: {absent or 'none'})",
             allow_retries=False,
         )
     with warehouse.transaction() as conn:
-        quarantined = 0
-        for key in keys:
-            quarantined += replace_quarantine(conn, "raw_ohlcv", key, rejected_by_key.get(key, pd.DataFrame()))
+        quarantined = sum(replace_quarantine_many(conn, "raw_ohlcv", to_quarantine).values())
         rows = valid.assign(source=source.name)[OHLCV_COLUMNS_STORED]
         stats = upsert_frame(conn, "raw_ohlcv", rows, ["symbol", "ts"])
         per_key_rows = rows.groupby([rows["ts"].dt.strftime("%Y-%m-%d"), rows["symbol"]]).size().to_dict()
@@ -235,6 +253,22 @@ def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, mark
                 "days_with_gaps": MetadataValue.int(sum(1 for v in missing.values() if v)),
                 "gaps": symbol_day_table(missing),
                 "symbols_without_data": MetadataValue.json(absent),
+            },
+        )
+    )
+    filled = rows[rows["vendor_filled"]]
+    checks.append(
+        AssetCheckResult(
+            asset_key="raw_ohlcv",
+            check_name=VENDOR_FILLED_CHECK,
+            passed=filled.empty,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "vendor_filled_bars": len(filled),
+                "by_symbol": MetadataValue.json(filled.groupby("symbol").size().astype(int).to_dict()),
+                "first": MetadataValue.text(
+                    f"{filled['symbol'].iloc[0]} {filled['ts'].iloc[0]}" if len(filled) else ""
+                ),
             },
         )
     )
@@ -322,16 +356,16 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
     per_key = scored.groupby([scored["published_at"].dt.strftime("%Y-%m-%d"), scored["symbol"]]).size().to_dict()
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "raw_sentiment", scored, ["symbol", "published_at", "headline_id"])
-        quarantined = 0
+        keys = [symbol_day_key(day, symbol) for day in window.days for symbol in SYMBOLS]
+        to_quarantine = {key: rejected_by_key.get(key, pd.DataFrame()) for key in keys}
+        quarantined = sum(replace_quarantine_many(conn, "raw_sentiment", to_quarantine).values())
         watermarks = []
         for day in window.days:
             day_start, day_end = day_window(day)
             covered = min(day_end, end)
             for symbol in SYMBOLS:
-                key = symbol_day_key(day, symbol)
-                quarantined += replace_quarantine(conn, "raw_sentiment", key, rejected_by_key.get(key, pd.DataFrame()))
                 if covered > day_start:
-                    watermarks.append((key, day_start, covered, per_key.get((day, symbol), 0)))
+                    watermarks.append((symbol_day_key(day, symbol), day_start, covered, per_key.get((day, symbol), 0)))
         record_watermarks(conn, "raw_sentiment", watermarks)
     day_rows = rows_per_day(scored, window.days, ts_column="published_at")
     add_day_metadata(context, {day: {"rows": MetadataValue.int(n)} for day, n in day_rows.items()})

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetSpec, MetadataValue, asset_check
 
-from pipeline_assets.contracts.ohlcv import rule_violations
+from pipeline_assets.contracts.ohlcv import WARNING_RULES, rule_violations
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store.warehouse import latest_ts_by_symbol, read_leaking_predictions, read_ohlcv, read_symbols
@@ -42,6 +42,7 @@ SAMPLE_ROWS = 10
 @asset_check(asset=warehouse_tables.key, description="Every stored bar of every symbol satisfies the OHLCV contract.")
 def raw_ohlcv_contract_scan(warehouse: WarehouseResource) -> AssetCheckResult:
     counts: dict[str, int] = {}
+    flagged: dict[str, int] = {}
     samples, rows, symbols = [], 0, []
     with warehouse.transaction() as conn:
         symbols = read_symbols(conn, "raw_ohlcv")
@@ -51,12 +52,20 @@ def raw_ohlcv_contract_scan(warehouse: WarehouseResource) -> AssetCheckResult:
             masks = rule_violations(stored, symbol)
             any_rule = pd.Series(False, index=stored.index)
             for rule, mask in masks.items():
+                if rule in WARNING_RULES:  # flagged, not a violation (vendor-filled bars)
+                    flagged[rule] = flagged.get(rule, 0) + int(mask.sum())
+                    continue
                 counts[rule] = counts.get(rule, 0) + int(mask.sum())
                 any_rule |= mask
             if any_rule.any():
                 samples.append(stored[any_rule].head(SAMPLE_ROWS))
     violations = sum(counts.values())
-    metadata = {"rows_scanned": rows, "symbols": MetadataValue.json(symbols), "violations_by_rule": counts}
+    metadata = {
+        "rows_scanned": rows,
+        "symbols": MetadataValue.json(symbols),
+        "violations_by_rule": counts,
+        "flagged_by_rule": flagged,
+    }
     if samples:
         metadata["first_violations"] = MetadataValue.md(pd.concat(samples).head(SAMPLE_ROWS).to_markdown(index=False))
     return AssetCheckResult(passed=violations == 0, severity=AssetCheckSeverity.ERROR, metadata=metadata)

@@ -44,7 +44,9 @@ def rule_violations(frame: pd.DataFrame, symbol: str) -> dict[str, pd.Series]:
     values = frame[list(VALUE_COLUMNS)].astype("float64")
     prices = values[list(PRICE_COLUMNS)]
     ts = frame["ts"]
-    nan_any = values.isna().any(axis=1)
+    # NaN, +inf, -inf and overflowed literals such as 1e309 (read as inf) are all non-finite.
+    nan_any = ~np.isfinite(values.to_numpy()).all(axis=1)
+    nan_any = pd.Series(nan_any, index=frame.index)
     with np.errstate(invalid="ignore"):
         high_lt_low = values["high"] < values["low"]
         body_top = np.maximum(values["open"], values["close"])
@@ -56,8 +58,14 @@ def rule_violations(frame: pd.DataFrame, symbol: str) -> dict[str, pd.Series]:
     duplicated = ts.duplicated(keep=False) & ts.notna()
     # Out of order = earlier than some bar before it in the frame as given.
     out_of_order = ts < ts.cummax().shift(1)
+    flat = (values["volume"] == 0) & (values["open"] == values["high"]) & (values["high"] == values["low"])
+    flat &= values["low"] == values["close"]
     return {
         "no_nan": nan_any,
+        # A zero-volume bar with open = high = low = close: an exchange outage the vendor filled
+        # with the previous close. Stored, flagged (column vendor_filled, warning check), never
+        # silently treated as trading.
+        "vendor_filled": flat.fillna(False),
         "high_gte_low": high_lt_low.fillna(False),
         "ohlc_consistent": outside_range.fillna(False) & ~high_lt_low.fillna(False),
         "positive_prices": non_positive.fillna(False),
@@ -67,8 +75,11 @@ def rule_violations(frame: pd.DataFrame, symbol: str) -> dict[str, pd.Series]:
     }
 
 
+# Rules whose violation refuses the row; the others only flag it.
+WARNING_RULES = ("vendor_filled",)
+
 _REASON_TEXT = {
-    "no_nan": "NaN in {cols}",
+    "no_nan": "{cols}",
     "high_gte_low": "high < low",
     "ohlc_consistent": "open/close outside [low, high]",
     "positive_prices": "non-positive price in {cols}",
@@ -82,7 +93,9 @@ def validate_ohlcv(frame: pd.DataFrame, symbol: str, start: datetime, end: datet
     rows with the reason. Identical duplicate bars keep one copy; conflicting duplicates are
     all rejected, since the source gives no way to tell which is right."""
     _require_columns(frame, symbol)
-    data = frame.loc[:, list(OHLCV_COLUMNS)].copy()
+    # "raw" (the source's original text of the row, when it has one) travels with rejected rows
+    # into the quarantine, so a refused cell is kept as it was written, not as NaN.
+    data = frame.loc[:, [*OHLCV_COLUMNS, *(["raw"] if "raw" in frame.columns else [])]].copy()
     data["symbol"] = symbol
     for column in VALUE_COLUMNS:
         data[column] = data[column].astype("float64")
@@ -95,7 +108,17 @@ def validate_ohlcv(frame: pd.DataFrame, symbol: str, start: datetime, end: datet
         for index in data.index[mask]:
             cols = ""
             if rule == "no_nan":
-                cols = ", ".join(c for c in VALUE_COLUMNS if pd.isna(data.at[index, c]))
+                bad = [c for c in VALUE_COLUMNS if not np.isfinite(data.at[index, c])]
+                nan = [c for c in bad if np.isnan(data.at[index, c])]
+                infinite = [f"{c}={data.at[index, c]}" for c in bad if c not in nan]
+                cols = "; ".join(
+                    part
+                    for part in (
+                        f"NaN in {', '.join(nan)}" if nan else "",
+                        f"infinite value in {', '.join(infinite)}" if infinite else "",
+                    )
+                    if part
+                )
             elif rule == "positive_prices":
                 cols = ", ".join(c for c in PRICE_COLUMNS if data.at[index, c] <= 0)
             reasons[index].append(template.format(cols=cols))
@@ -119,5 +142,6 @@ def validate_ohlcv(frame: pd.DataFrame, symbol: str, start: datetime, end: datet
     rejected_mask = reasons.map(len) > 0
     rejected = data[rejected_mask].copy()
     rejected["reason"] = reasons[rejected_mask].map("; ".join)
-    valid = data[~rejected_mask].reset_index(drop=True)
-    return ContractResult(valid=valid, rejected=rejected.reset_index(drop=True))
+    valid = data[~rejected_mask].copy()
+    valid["vendor_filled"] = masks["vendor_filled"][~rejected_mask].to_numpy(dtype=bool)
+    return ContractResult(valid=valid.reset_index(drop=True), rejected=rejected.reset_index(drop=True))
