@@ -188,7 +188,7 @@ def test_model_registry_versions_champion_and_integrity(warehouse_url):
         record, artifact = registry.load_artifact(conn, second.model_id)
         assert artifact == b"other-bytes" and record.artifact_sha256 == registry.sha256_hex(b"other-bytes")
         conn.execute("UPDATE ml_models_metadata SET artifact = 'tampered' WHERE model_id = %s", (second.model_id,))
-        with pytest.raises(registry.ArtifactIntegrityError, match="does not match recorded"):
+        with pytest.raises(registry.ArtifactIntegrityError, match="does not match the ledger"):
             registry.load_artifact(conn, second.model_id)
 
 

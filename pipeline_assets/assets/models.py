@@ -181,6 +181,14 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
         )
         current = registry.champion(conn, direction_xgb.MODEL_NAME)
         champion_loss, compared_rows = None, 0
+        problem = registry.verify_artifact(conn, current.model_id) if current is not None else None
+        if problem is not None:
+            # A champion whose artifact fails verification must not block every retrain: it is
+            # retired with the reason (an earlier verified version comes back if there is one),
+            # and this candidate is compared with whatever champion remains.
+            context.log.error(f"retiring the champion: {problem}")
+            registry.retire_model(conn, current.model_id, f"artifact failed verification at retrain: {problem}")
+            current = registry.champion(conn, direction_xgb.MODEL_NAME)
         if current is not None:
             # Score the champion only on test rows it cannot have trained on.
             unseen = trained.test[trained.test["ts"] > pd.Timestamp(current.labels_matured_until)]
@@ -241,6 +249,7 @@ ONLINE_PAGE_SIZE = 50_000
     pool=WAREHOUSE_POOL,
     deps=[ml_labels, ml_features_ohlcv, ml_features_sentiment],
 )
+@transient_only
 def online_model_river(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Learn every matured labelled row not learned before, oldest first, and register the new
     state as the online model's champion version. Rows still missing features wait for a later run.

@@ -103,6 +103,10 @@ def register_model(
             status,
         ),
     ).fetchone()
+    conn.execute(
+        "INSERT INTO model_artifact_ledger (model_id, model_name, version, artifact_sha256) VALUES (%s, %s, %s, %s)",
+        (model_id, model_name, version, sha256_hex(artifact)),
+    )
     return get_model(conn, model_id)
 
 
@@ -180,14 +184,56 @@ def model_for_prediction(conn: psycopg.Connection, model_name: str, first_predic
 
 
 def load_artifact(conn: psycopg.Connection, model_id: int) -> tuple[ModelRecord, bytes]:
-    """Artifact bytes of a model, verified against the recorded sha256 before anything uses them."""
+    """Artifact bytes of a model, verified against the append-only ledger (and the row's own hash)
+    before anything deserialises them: a pickle is never opened unless its bytes are the ones
+    recorded when the model was registered."""
     record = get_model(conn, model_id)
     (artifact,) = conn.execute("SELECT artifact FROM ml_models_metadata WHERE model_id = %s", (model_id,)).fetchone()
+    ledger = conn.execute(
+        "SELECT artifact_sha256 FROM model_artifact_ledger WHERE model_id = %s", (model_id,)
+    ).fetchone()
     artifact = bytes(artifact)
     actual = sha256_hex(artifact)
-    if actual != record.artifact_sha256:
+    name = f"model {record.model_name} v{record.version} (model_id={model_id})"
+    if ledger is None:
+        raise ArtifactIntegrityError(f"{name}: no entry in model_artifact_ledger; refusing to load")
+    if actual != ledger[0] or actual != record.artifact_sha256:
         raise ArtifactIntegrityError(
-            f"model {record.model_name} v{record.version} (model_id={model_id}): artifact sha256 {actual[:12]} "
-            f"does not match recorded {record.artifact_sha256[:12]}; refusing to load"
+            f"{name}: artifact sha256 {actual[:12]} does not match the ledger's {ledger[0][:12]} "
+            f"(row says {record.artifact_sha256[:12]}); refusing to load. Retire it with "
+            f"`python -m pipeline_assets.cli.models retire --model-id {model_id} --reason ...`"
         )
     return record, artifact
+
+
+def verify_artifact(conn: psycopg.Connection, model_id: int) -> str | None:
+    """None when the model's artifact passes load_artifact's checks, else the reason it does not."""
+    try:
+        load_artifact(conn, model_id)
+    except ArtifactIntegrityError as exc:
+        return str(exc)
+    return None
+
+
+def retire_model(conn: psycopg.Connection, model_id: int, reason: str) -> ModelRecord | None:
+    """Take ``model_id`` out of service with ``reason``. If it was the champion, the newest earlier
+    version whose artifact verifies becomes champion again (returned); None when there is none,
+    so the caller can say plainly that no model of that name is in service."""
+    record = get_model(conn, model_id)
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"model:{record.model_name}",))
+    conn.execute(
+        "UPDATE ml_models_metadata SET status = 'retired', retired_reason = %s WHERE model_id = %s",
+        (reason, model_id),
+    )
+    # Rows only this (online) version learned are learned again by the version that takes over.
+    conn.execute("DELETE FROM online_model_learned_rows WHERE model_id = %s", (model_id,))
+    if record.status != "champion":
+        return champion(conn, record.model_name)
+    for (candidate_id,) in conn.execute(
+        "SELECT model_id FROM ml_models_metadata WHERE model_name = %s AND model_id <> %s AND promoted_at IS NOT NULL "
+        "AND retired_reason IS NULL ORDER BY version DESC",
+        (record.model_name, model_id),
+    ).fetchall():
+        if verify_artifact(conn, candidate_id) is None:
+            return promote_model(conn, candidate_id)
+    return None

@@ -25,6 +25,8 @@ WAREHOUSE_TABLES = (
     "dashboard_data",
     "partition_watermarks",
     "model_performance",
+    "model_artifact_ledger",
+    "training_datasets",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
