@@ -18,7 +18,13 @@ constraints: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt
 
-install: $(VENV)/.installed
+# TimescaleDB, built once from ../shared/vendor into the embedded PostgreSQL of the virtualenv
+# (about 60 s; needs cc, make and cmake: cmake comes from PyPI when missing).
+$(VENV)/.timescaledb: $(VENV)/.installed
+	$(BIN)/python -m pipeline_assets.timescale_build
+	touch $@
+
+install: $(VENV)/.installed $(VENV)/.timescaledb
 
 dagster-home: install
 	$(BIN)/python -m pipeline_assets.dagster_home "$(DAGSTER_HOME)"

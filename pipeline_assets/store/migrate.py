@@ -89,9 +89,32 @@ def _split_statements(sql: str) -> list[str]:
     return statements
 
 
+TIMESCALEDB_ENV = "PIPELINE_TIMESCALEDB"  # auto (default): use it when usable; off: plain PostgreSQL
+RETENTION_ENV = "PIPELINE_RAW_RETENTION_DAYS"  # unset/0: keep raw rows forever
+RAW_TABLES = ("raw_ohlcv", "raw_sentiment")
+
+
 def timescaledb_available(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     return bool(row and row[0])
+
+
+def timescaledb_usable(conn: psycopg.Connection) -> bool:
+    """True when *.timescale.sql files can run: the extension is installed on the server and
+    preloaded. Installed but not preloaded is an error naming the fix, not a silent skip: every
+    CREATE EXTENSION would fail, and skipping would hide that the server is misconfigured."""
+    if os.environ.get(TIMESCALEDB_ENV, "auto").lower() == "off":
+        return False
+    if not timescaledb_available(conn):
+        return False
+    (preloaded,) = conn.execute("SHOW shared_preload_libraries").fetchone()
+    if "timescaledb" not in preloaded:
+        raise MigrationError(
+            "the timescaledb extension is installed on this server but not preloaded: add it to "
+            "shared_preload_libraries (ALTER SYSTEM SET shared_preload_libraries = 'timescaledb'; or edit "
+            "postgresql.conf) and restart the server; or set PIPELINE_TIMESCALEDB=off to use plain PostgreSQL"
+        )
+    return True
 
 
 def _ensure_ledger(conn: psycopg.Connection) -> None:
@@ -118,24 +141,42 @@ def migrate(database_url: str, directory: Path | None = None) -> MigrationReport
         conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
         try:
             _ensure_ledger(conn)
-            has_timescale = timescaledb_available(conn)
-            recorded = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            has_timescale = timescaledb_usable(conn)
+            recorded = {
+                version: (checksum, status)
+                for version, checksum, status in conn.execute(
+                    "SELECT version, checksum, status FROM schema_migrations"
+                ).fetchall()
+            }
             for migration in migrations:
+                if migration.version in recorded and recorded[migration.version][1] == "skipped":
+                    # Skipped Timescale files are retried: a warehouse that later gains TimescaleDB
+                    # gets its hypertables on the next migration.
+                    if not has_timescale:
+                        if recorded[migration.version][0] != migration.checksum:
+                            _record(conn, migration, "skipped", "timescaledb extension not usable")
+                        skipped.append(migration.version)
+                        continue
+                    _apply(conn, migration)
+                    applied.append(migration.version)
+                    continue
                 if migration.version in recorded:
-                    if recorded[migration.version] != migration.checksum:
+                    if recorded[migration.version][0] != migration.checksum:
                         raise MigrationError(
                             f"migration {migration.version} changed after it was applied "
-                            f"(recorded sha256 {recorded[migration.version][:12]}, file "
+                            f"(recorded sha256 {recorded[migration.version][0][:12]}, file "
                             f"{migration.checksum[:12]}); add a new migration file instead"
                         )
                     already.append(migration.version)
                     continue
                 if migration.needs_timescale and not has_timescale:
-                    _record(conn, migration, "skipped", "timescaledb extension not available")
+                    _record(conn, migration, "skipped", "timescaledb extension not usable")
                     skipped.append(migration.version)
                     continue
                 _apply(conn, migration)
                 applied.append(migration.version)
+            if has_timescale:
+                apply_retention(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
     return MigrationReport(tuple(applied), tuple(skipped), tuple(already), has_timescale)
@@ -143,9 +184,37 @@ def migrate(database_url: str, directory: Path | None = None) -> MigrationReport
 
 def _record(conn: psycopg.Connection, migration: MigrationFile, status: str, detail: str | None) -> None:
     conn.execute(
-        "INSERT INTO schema_migrations (version, checksum, status, detail) VALUES (%s, %s, %s, %s)",
+        """
+        INSERT INTO schema_migrations (version, checksum, status, detail) VALUES (%s, %s, %s, %s)
+        ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum, status = EXCLUDED.status,
+            detail = EXCLUDED.detail, applied_at = now()
+        """,
         (migration.version, migration.checksum, status, detail),
     )
+
+
+def retention_days() -> int:
+    raw = os.environ.get(RETENTION_ENV, "")
+    try:
+        days = int(raw) if raw else 0
+    except ValueError as exc:
+        raise MigrationError(f"{RETENTION_ENV}={raw!r} is not a whole number of days") from exc
+    if days < 0:
+        raise MigrationError(f"{RETENTION_ENV}={raw!r} must be >= 0 (0 or unset keeps raw rows forever)")
+    return days
+
+
+def apply_retention(conn: psycopg.Connection) -> None:
+    """TimescaleDB retention on the raw tables: drop chunks older than PIPELINE_RAW_RETENTION_DAYS
+    (off when unset or 0: the policy is removed)."""
+    days = retention_days()
+    for table in RAW_TABLES:
+        conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", (table,))
+        if days:
+            conn.execute(
+                "SELECT add_retention_policy(%s::regclass, make_interval(days => %s))",
+                (table, days),
+            )
 
 
 def _apply(conn: psycopg.Connection, migration: MigrationFile) -> None:
