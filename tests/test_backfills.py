@@ -73,7 +73,7 @@ def test_a_symbol_missing_hours_or_days_never_fails_the_others(warehouse_url, tm
 
     def drop(symbol, ts):
         if symbol == "SOLUSDT":
-            return ts.dt.dayofweek >= 5
+            return ts.dt.day_of_week >= 5
         if symbol == "BNBUSDT":
             return ts.dt.strftime("%Y-%m-%d") == outage
         return pd.Series(False, index=ts.index)

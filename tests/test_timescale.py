@@ -210,3 +210,26 @@ def test_the_whole_graph_and_every_asset_check_on_timescaledb(timescale_fresh_da
     assert _hypertables(timescale_fresh_database) >= TIME_SERIES_TABLES
     with connect(timescale_fresh_database) as conn:
         assert conn.execute("SELECT count(*) FROM dashboard_data").fetchone()[0] > 0
+
+
+def test_raw_retention_is_off_by_default_and_configurable(timescale_fresh_database, monkeypatch):
+    def retention_tables() -> set[str]:
+        with connect(timescale_fresh_database) as conn:
+            return {
+                r[0]
+                for r in conn.execute(
+                    "SELECT hypertable_name FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
+                )
+            }
+
+    migrate(timescale_fresh_database)
+    assert retention_tables() == set()
+    monkeypatch.setenv("PIPELINE_RAW_RETENTION_DAYS", "400")
+    migrate(timescale_fresh_database)
+    assert retention_tables() == {"raw_ohlcv", "raw_sentiment"}
+    monkeypatch.setenv("PIPELINE_RAW_RETENTION_DAYS", "soon")
+    with pytest.raises(MigrationError, match="PIPELINE_RAW_RETENTION_DAYS='soon' is not a whole number"):
+        migrate(timescale_fresh_database)
+    monkeypatch.delenv("PIPELINE_RAW_RETENTION_DAYS")
+    migrate(timescale_fresh_database)
+    assert retention_tables() == set()
