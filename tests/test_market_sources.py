@@ -83,7 +83,7 @@ def test_headline_counts_and_window():
 def test_before_epoch_and_naive_windows_are_refused():
     market = SyntheticMarket()
     with pytest.raises(ValueError, match="before the synthetic market's epoch"):
-        market.ohlcv("BTCUSDT", datetime(2019, 12, 31, tzinfo=UTC), datetime(2020, 1, 1, 5, tzinfo=UTC))
+        market.ohlcv("BTCUSDT", datetime(1999, 12, 31, tzinfo=UTC), datetime(2000, 1, 1, 5, tzinfo=UTC))
     with pytest.raises(ValueError, match="naive"):
         market.ohlcv("BTCUSDT", datetime(2024, 1, 1), datetime(2024, 1, 2))
 
@@ -133,3 +133,13 @@ def test_csv_errors_name_file_line_and_column(tmp_path):
     (tmp_path / "BTCUSDT.csv").write_text("ts,open,high,low,close\n2024-03-01T00:00:00Z,1,2,0.5,1\n")
     with pytest.raises(SourceFormatError, match=r"lacks column\(s\) \['volume'\]"):
         source.ohlcv("BTCUSDT", _day(0), _day(1))
+
+
+def test_any_window_since_2000_is_served():
+    """Windows before 2020 (a user's 2017-2019 history) work (speed: benchmarks/bench_backfill.py)."""
+    market = SyntheticMarket(seed=11)
+    early = market.ohlcv("BTCUSDT", datetime(2017, 6, 1, tzinfo=UTC), datetime(2017, 6, 3, tzinfo=UTC))
+    assert len(early) == 48 and early["ts"].iloc[0] == pd.Timestamp("2017-06-01T00:00Z")
+    assert len(market.headlines("BTCUSDT", datetime(2019, 4, 1, tzinfo=UTC), datetime(2019, 4, 2, tzinfo=UTC))) >= 4
+    late = SyntheticMarket(seed=11).ohlcv("BTCUSDT", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    assert np.isfinite(late[["open", "high", "low", "close", "volume"]].to_numpy()).all() and len(late) == 24

@@ -1,15 +1,17 @@
 """A deterministic synthetic crypto market: correlated hourly bars and the news that moves them.
 
-Every bar is a pure function of (seed, symbol, hour): a day's returns come from generators
-seeded by (seed, symbol, day), and the price level at a day's start is the cumulative sum
-of all earlier days since ``epoch``, computed once per symbol and cached. So any range
-gives the same bars as the union of its parts.
-
-Hourly log return = beta * market factor (shared by all symbols) + idiosyncratic noise +
-news drift + a weak pull of the log price back toward its base level (applied per day from
-the level at the day's start, so it is reproducible whatever the requested range). News
-moves prices only from the first bar opening after publication, and the same events are
+Hourly log return = beta * market factor (shared by all symbols) + idiosyncratic noise + news
+drift + a weak pull of the log price back toward its base level. News moves prices only from
+the first bar opening after publication (decaying over six bars), and the same events are
 rendered as headlines whose wording carries their tone.
+
+Seekable and cheap: random draws come in blocks of BLOCK_DAYS days, each block from its own
+generators seeded by (seed, symbol, block), drawn as whole arrays. The pull makes the day-start
+level an AR(1) of the days' summed returns, L[d+1] = (1 - k) L[d] + S[d], evaluated for all days
+at once (a linear filter) from the epoch, 2000-01-01, so any window from 2000 on is served, and a
+fresh process builds a symbol's 26 years of path in tens of milliseconds instead of walking them
+day by day. Every bar is a pure function of (seed, symbol, hour): any range gives the same bars
+as the union of its parts. The arrays are cached per (seed, epoch, symbol) and extended on demand.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from pipeline_assets.sources.base import HEADLINE_COLUMNS, OHLCV_COLUMNS, require_utc_window
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT")
-DEFAULT_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+DEFAULT_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 BASE_PRICES = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0, "BNBUSDT": 600.0, "SOLUSDT": 150.0}
 BETAS = {"BTCUSDT": 1.0, "ETHUSDT": 1.15, "BNBUSDT": 0.85, "SOLUSDT": 1.35}
 ASSET_NAMES = {"BTCUSDT": "Bitcoin (BTC)", "ETHUSDT": "Ethereum (ETH)", "BNBUSDT": "BNB", "SOLUSDT": "Solana (SOL)"}
@@ -35,6 +38,8 @@ IDIO_VOL = 0.0025
 MEAN_REVERSION_PER_DAY = 0.02
 NEWS_DECAY = np.array([1.0, 0.8, 0.6, 0.45, 0.3, 0.2])  # drift per hour after publication
 HOURS = 24
+BLOCK_DAYS = 64
+MARKET_SLOTS, SYMBOL_SLOTS, FILLER_SLOTS = 2, 4, 12
 
 POSITIVE_HEADLINES = (
     "{name} gains strongly as investors cheer great adoption news",
@@ -77,14 +82,19 @@ def asset_name(symbol: str) -> str:
 
 @dataclass
 class _SymbolPath:
-    """Cumulative log price at the start of each day since epoch, grown on demand."""
+    """Per-day arrays of one symbol from the epoch up to ``days`` (extended block by block)."""
 
-    starts: list[float] = field(default_factory=list)
+    days: int = 0
+    hourly: np.ndarray = field(default_factory=lambda: np.zeros((0, HOURS)))  # returns without the pull
+    wick: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, HOURS)))
+    volume_noise: np.ndarray = field(default_factory=lambda: np.zeros((0, HOURS)))
+    events: list = field(default_factory=list)  # per day: [(minute, tone, strength, scope)]
+    headline_draws: list = field(default_factory=list)  # per day: (template picks, filler count, fillers)
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-# Shared by every SyntheticMarket with the same seed and epoch: the path is a pure function of
-# them, and recomputing years of history for each Dagster run would dominate its cost.
+# Shared by every SyntheticMarket with the same seed and epoch: the path is a pure function of them.
 _PATHS: dict[tuple[int, datetime, str], _SymbolPath] = {}
 _PATHS_LOCK = threading.Lock()
 
@@ -95,85 +105,89 @@ class SyntheticMarket:
     epoch: datetime = DEFAULT_EPOCH
     name: str = "synthetic"
 
-    # -- news ----------------------------------------------------------------------------
-    def _day_events(self, symbol: str, day: int) -> list[tuple[float, int, float, str]]:
-        """(minutes after day start, tone, hourly drift strength, scope) for one symbol and day."""
-        events = []
-        market = np.random.default_rng([self.seed, 0, day, 1])
-        for _ in range(int(market.integers(0, 3))):
-            events.append(
-                (
-                    float(market.uniform(0, 1440)),
-                    int(market.choice([-1, 1])),
-                    float(market.uniform(0.0008, 0.0018)),
-                    "market",
-                )
-            )
-        own = np.random.default_rng([self.seed, stable_key(symbol), day, 1])
-        for _ in range(int(own.integers(1, 5))):
-            events.append(
-                (float(own.uniform(0, 1440)), int(own.choice([-1, 1])), float(own.uniform(0.0010, 0.0025)), "symbol")
-            )
-        return sorted(events)
+    # -- blocks of random draws ------------------------------------------------------------
+    def _block_events(self, symbol: str, block: int) -> list[list[tuple[float, int, float, str]]]:
+        """Per day of the block: sorted (minutes after day start, tone, drift strength, scope)."""
+        market = np.random.default_rng([self.seed, 0, block, 1])
+        own = np.random.default_rng([self.seed, stable_key(symbol), block, 1])
+        m_count = market.integers(0, MARKET_SLOTS + 1, BLOCK_DAYS)
+        m_minute = market.uniform(0, 1440, (BLOCK_DAYS, MARKET_SLOTS))
+        m_tone = market.choice([-1, 1], (BLOCK_DAYS, MARKET_SLOTS))
+        m_strength = market.uniform(0.0008, 0.0018, (BLOCK_DAYS, MARKET_SLOTS))
+        s_count = own.integers(1, SYMBOL_SLOTS + 1, BLOCK_DAYS)
+        s_minute = own.uniform(0, 1440, (BLOCK_DAYS, SYMBOL_SLOTS))
+        s_tone = own.choice([-1, 1], (BLOCK_DAYS, SYMBOL_SLOTS))
+        s_strength = own.uniform(0.0010, 0.0025, (BLOCK_DAYS, SYMBOL_SLOTS))
+        days = []
+        for d in range(BLOCK_DAYS):
+            events = [
+                (float(m_minute[d, i]), int(m_tone[d, i]), float(m_strength[d, i]), "market")
+                for i in range(int(m_count[d]))
+            ]
+            events += [
+                (float(s_minute[d, i]), int(s_tone[d, i]), float(s_strength[d, i]), "symbol")
+                for i in range(int(s_count[d]))
+            ]
+            days.append(sorted(events))
+        return days
 
-    def _news_drift(self, symbol: str, day: int) -> np.ndarray:
-        """Drift of each bar of ``day`` from news published that day or the day before."""
-        drift = np.zeros(HOURS)
-        for offset_day in (day - 1, day):
-            if offset_day < 0:
-                continue
-            for minute, tone, strength, _scope in self._day_events(symbol, offset_day):
-                first_bar = int(minute // 60) + 1 + (offset_day - day) * HOURS  # first bar opening after it
-                for k, weight in enumerate(NEWS_DECAY):
-                    hour = first_bar + k
-                    if 0 <= hour < HOURS:
-                        drift[hour] += tone * strength * weight
-        return drift
+    def _extend(self, symbol: str, path: _SymbolPath, days_needed: int) -> None:
+        """Draw whole blocks until ``days_needed`` days exist, then recompute the levels."""
+        if path.days >= days_needed:
+            return
+        key, beta = stable_key(symbol), _beta(symbol)
+        hourly, wick, volume, events, draws = [path.hourly], [path.wick], [path.volume_noise], [], []
+        for block in range(path.days // BLOCK_DAYS, -(-days_needed // BLOCK_DAYS)):
+            market = np.random.default_rng([self.seed, 0, block])
+            regime = np.exp(0.35 * market.normal(size=(BLOCK_DAYS, 1)))
+            market_returns = market.normal(0.0, 1.0, (BLOCK_DAYS, HOURS)) * MARKET_VOL * regime
+            own = np.random.default_rng([self.seed, key, block])
+            own_regime = np.exp(0.25 * own.normal(size=(BLOCK_DAYS, 1)))
+            idio = own.normal(0.0, 1.0, (BLOCK_DAYS, HOURS)) * IDIO_VOL * own_regime
+            hourly.append(beta * market_returns + idio)
+            shape = np.random.default_rng([self.seed, key, block, 2])
+            wick.append(np.abs(shape.normal(0.0, 0.0015, (BLOCK_DAYS, 2, HOURS))))
+            volume.append(shape.lognormal(0.0, 0.35, (BLOCK_DAYS, HOURS)))
+            events.extend(self._block_events(symbol, block))
+            text = np.random.default_rng([self.seed, key, block, 3])
+            picks = text.uniform(size=(BLOCK_DAYS, MARKET_SLOTS + SYMBOL_SLOTS))
+            totals = text.integers(4, 13, BLOCK_DAYS)
+            filler_picks = text.uniform(size=(BLOCK_DAYS, FILLER_SLOTS))
+            filler_minutes = text.uniform(0, 1440, (BLOCK_DAYS, FILLER_SLOTS))
+            draws.extend(zip(picks, totals, filler_picks, filler_minutes, strict=True))
+        path.events.extend(events)
+        path.headline_draws.extend(draws)
+        path.hourly = np.concatenate(hourly)
+        path.wick = np.concatenate(wick)
+        path.volume_noise = np.concatenate(volume)
+        path.days = len(path.hourly)
+        # News drift over the whole timeline: an event at minute m of day d moves bars opening
+        # from floor(m / 60) + 1 hours after the day starts, for len(NEWS_DECAY) hours.
+        drift = np.zeros(path.days * HOURS + HOURS)
+        for day, day_events in enumerate(path.events):
+            for minute, tone, strength, _scope in day_events:
+                first = day * HOURS + int(minute // 60) + 1
+                drift[first : first + len(NEWS_DECAY)] += tone * strength * NEWS_DECAY[: len(drift) - first]
+        path.hourly_news = drift[: path.days * HOURS].reshape(path.days, HOURS)
+        day_sums = (path.hourly + path.hourly_news).sum(axis=1)
+        # L[d + 1] = (1 - k) L[d] + S[d], L[0] = 0 (the pull sums to -k L[d] over a day)
+        path.starts = np.concatenate([[0.0], lfilter([1.0], [1.0, -(1.0 - MEAN_REVERSION_PER_DAY)], day_sums)])
 
-    # -- prices --------------------------------------------------------------------------
-    def _day_returns(self, symbol: str, day: int, start_log_level: float) -> np.ndarray:
-        market = np.random.default_rng([self.seed, 0, day])
-        regime = np.exp(0.35 * market.normal())
-        market_returns = market.normal(0.0, MARKET_VOL * regime, HOURS)
-        own = np.random.default_rng([self.seed, stable_key(symbol), day])
-        idio = own.normal(0.0, IDIO_VOL * np.exp(0.25 * own.normal()), HOURS)
-        pull = -MEAN_REVERSION_PER_DAY * start_log_level / HOURS
-        return _beta(symbol) * market_returns + idio + self._news_drift(symbol, day) + pull
-
-    def _day_index(self, when: pd.Timestamp) -> int:
-        day = (when - pd.Timestamp(self.epoch)).days
-        if when < pd.Timestamp(self.epoch):
-            raise ValueError(f"{when.isoformat()} is before the synthetic market's epoch {self.epoch.isoformat()}")
-        return day
-
-    def _start_levels(self, symbol: str, last_day: int) -> list[float]:
-        """Log price relative to base at the start of days 0..last_day (cached per symbol)."""
+    def _path(self, symbol: str, last_day: int) -> _SymbolPath:
         with _PATHS_LOCK:
             path = _PATHS.setdefault((self.seed, self.epoch, symbol), _SymbolPath())
         with path.lock:
-            if not path.starts:
-                path.starts.append(0.0)
-            while len(path.starts) <= last_day:
-                day = len(path.starts) - 1
-                level = path.starts[day]
-                path.starts.append(level + float(self._day_returns(symbol, day, level).sum()))
-            return path.starts
+            self._extend(symbol, path, last_day + 1)
+        return path
 
-    def _day_bars(self, symbol: str, day: int) -> pd.DataFrame:
-        levels = self._start_levels(symbol, day)
-        start_level = levels[day]
-        returns = self._day_returns(symbol, day, start_level)
-        base = _base_price(symbol)
-        log_close = start_level + np.cumsum(returns)
-        close = base * np.exp(log_close)
-        open_ = base * np.exp(np.concatenate([[start_level], log_close[:-1]]))
-        wick = np.random.default_rng([self.seed, stable_key(symbol), day, 2])
-        spread = np.abs(wick.normal(0.0, 0.0015, (2, HOURS)))
-        high = np.maximum(open_, close) * np.exp(spread[0])
-        low = np.minimum(open_, close) * np.exp(-spread[1])
-        volume = (base**-0.5) * 5e4 * wick.lognormal(0.0, 0.35, HOURS) * (1.0 + 60.0 * np.abs(returns))
-        ts = pd.date_range(pd.Timestamp(self.epoch) + pd.Timedelta(days=day), periods=HOURS, freq="h")
-        return pd.DataFrame({"ts": ts, "open": open_, "high": high, "low": low, "close": close, "volume": volume})
+    def _day_events(self, symbol: str, day: int) -> list[tuple[float, int, float, str]]:
+        return self._path(symbol, day).events[day]
+
+    # -- prices --------------------------------------------------------------------------
+    def _day_index(self, when: pd.Timestamp) -> int:
+        if when < pd.Timestamp(self.epoch):
+            raise ValueError(f"{when.isoformat()} is before the synthetic market's epoch {self.epoch.isoformat()}")
+        return (when - pd.Timestamp(self.epoch)).days
 
     def _days(self, start: pd.Timestamp, end: pd.Timestamp) -> range:
         first = self._day_index(start)
@@ -182,8 +196,30 @@ class SyntheticMarket:
 
     def ohlcv(self, symbol: str, start: datetime, end: datetime) -> pd.DataFrame:
         start_ts, end_ts = require_utc_window(start, end)
-        frames = [self._day_bars(symbol, day) for day in self._days(start_ts, end_ts)]
-        bars = pd.concat(frames, ignore_index=True)
+        days = self._days(start_ts, end_ts)
+        path = self._path(symbol, days[-1])
+        sl = slice(days[0], days[-1] + 1)
+        start_levels = path.starts[sl][:, None]
+        returns = path.hourly[sl] + path.hourly_news[sl] - MEAN_REVERSION_PER_DAY * start_levels / HOURS
+        log_close = start_levels + np.cumsum(returns, axis=1)
+        log_open = np.concatenate([start_levels, log_close[:, :-1]], axis=1)
+        base = _base_price(symbol)
+        close, open_ = base * np.exp(log_close), base * np.exp(log_open)
+        spread = path.wick[sl]
+        high = np.maximum(open_, close) * np.exp(spread[:, 0])
+        low = np.minimum(open_, close) * np.exp(-spread[:, 1])
+        volume = (base**-0.5) * 5e4 * path.volume_noise[sl] * (1.0 + 60.0 * np.abs(returns))
+        ts = pd.date_range(pd.Timestamp(self.epoch) + pd.Timedelta(days=days[0]), periods=len(days) * HOURS, freq="h")
+        bars = pd.DataFrame(
+            {
+                "ts": ts,
+                "open": open_.ravel(),
+                "high": high.ravel(),
+                "low": low.ravel(),
+                "close": close.ravel(),
+                "volume": volume.ravel(),
+            }
+        )
         bars = bars[(bars["ts"] >= start_ts) & (bars["ts"] < end_ts)].reset_index(drop=True)
         return bars[list(OHLCV_COLUMNS)]
 
@@ -191,9 +227,11 @@ class SyntheticMarket:
     def news_events(self, symbol: str, start: datetime, end: datetime) -> pd.DataFrame:
         start_ts, end_ts = require_utc_window(start, end)
         rows = []
-        for day in self._days(start_ts, end_ts):
+        days = self._days(start_ts, end_ts)
+        path = self._path(symbol, days[-1])
+        for day in days:
             day_start = pd.Timestamp(self.epoch) + pd.Timedelta(days=day)
-            for minute, tone, strength, scope in self._day_events(symbol, day):
+            for minute, tone, strength, scope in path.events[day]:
                 rows.append((day_start + pd.Timedelta(minutes=minute).floor("s"), symbol, tone, strength, scope))
         events = pd.DataFrame(rows, columns=["published_at", "symbol", "tone", "strength", "scope"])
         events["published_at"] = pd.to_datetime(events["published_at"], utc=True)
@@ -203,25 +241,23 @@ class SyntheticMarket:
         start_ts, end_ts = require_utc_window(start, end)
         name = asset_name(symbol)
         rows = []
-        for day in self._days(start_ts, end_ts):
+        days = self._days(start_ts, end_ts)
+        path = self._path(symbol, days[-1])
+        for day in days:
             day_start = pd.Timestamp(self.epoch) + pd.Timedelta(days=day)
-            rng = np.random.default_rng([self.seed, stable_key(symbol), day, 3])
-            events = self._day_events(symbol, day)
-            for minute, tone, _strength, scope in events:
+            picks, total, filler_picks, filler_minutes = path.headline_draws[day]
+            events = path.events[day]
+            for slot, (minute, tone, _strength, scope) in enumerate(events):
                 if scope == "market":
                     template = MARKET_POSITIVE if tone > 0 else MARKET_NEGATIVE
                 else:
                     options = POSITIVE_HEADLINES if tone > 0 else NEGATIVE_HEADLINES
-                    template = options[int(rng.integers(len(options)))]
+                    template = options[int(picks[slot] * len(options))]
                 rows.append((day_start + pd.Timedelta(minutes=minute).floor("s"), template.format(name=name)))
-            fillers = max(0, int(rng.integers(4, 13)) - len(events))
-            for _ in range(fillers):
-                template = NEUTRAL_HEADLINES[int(rng.integers(len(NEUTRAL_HEADLINES)))]
+            for i in range(max(0, int(total) - len(events))):
+                template = NEUTRAL_HEADLINES[int(filler_picks[i] * len(NEUTRAL_HEADLINES))]
                 rows.append(
-                    (
-                        day_start + pd.Timedelta(minutes=float(rng.uniform(0, 1440))).floor("s"),
-                        template.format(name=name),
-                    )
+                    (day_start + pd.Timedelta(minutes=float(filler_minutes[i])).floor("s"), template.format(name=name))
                 )
         frame = pd.DataFrame(rows, columns=["published_at", "headline"])
         frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
