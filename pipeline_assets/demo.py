@@ -124,13 +124,23 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
         quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
         realised = conn.execute(
             "SELECT count(*), sum(matured_rows), sum(log_loss * matured_rows) / nullif(sum(matured_rows), 0), "
-            "max(reference_log_loss) FROM model_performance WHERE model_name = 'direction_xgboost'"
+            "max(reference_log_loss), sum(priors_log_loss * matured_rows) / nullif(sum(matured_rows), 0), "
+            "sum(accuracy * matured_rows) / nullif(sum(matured_rows), 0), "
+            "sum(majority_accuracy * matured_rows) / nullif(sum(matured_rows), 0), "
+            "sum(persistence_accuracy * persistence_rows) / nullif(sum(persistence_rows), 0) "
+            "FROM model_performance WHERE model_name = 'direction_xgboost'"
         ).fetchone()
     summary = {
         "runs": runs,
         "seconds": round(time.monotonic() - started, 1),
         "counts": counts,
-        "model": {"model_id": model[0], "version": model[1], "status": model[2], "test": model[3]["test"]},
+        "model": {
+            "model_id": model[0],
+            "version": model[1],
+            "status": model[2],
+            "test": model[3]["test"],
+            "test_vs_baselines": model[3].get("test_vs_baselines"),
+        },
         "out_of_sample": {
             "rows": quality[0],
             "accuracy": _f(quality[1]),
@@ -145,6 +155,10 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
             "rows": realised[1],
             "log_loss": _f(realised[2]),
             "reference_log_loss": _f(realised[3]),
+            "priors_log_loss": _f(realised[4]),
+            "accuracy": _f(realised[5]),
+            "training_majority_accuracy": _f(realised[6]),
+            "persistence_accuracy": _f(realised[7]),
         },
     }
     _print_summary(summary, echo)
@@ -161,21 +175,31 @@ def _print_summary(s: dict, echo) -> None:
     echo(pd.Series(s["counts"], name="rows").to_frame().to_markdown())
     test = s["model"]["test"]
     echo(
-        f"\ndirection_xgboost v{s['model']['version']} ({s['model']['status']}): held-out test accuracy "
-        f"{test['accuracy']:.3f} (majority class {test['majority_class_accuracy']:.3f}), balanced accuracy "
-        f"{test['balanced_accuracy']:.3f}, log loss {test['log_loss']:.3f}"
+        f"\ndirection_xgboost v{s['model']['version']} ({s['model']['status']}), held-out test slice beside its "
+        "baselines (training-window class priors, majority class, persistence of the last matured label):"
     )
-    oos = s["out_of_sample"]
-    if oos["rows"]:
-        echo(
-            f"out-of-sample predictions with matured labels: {oos['rows']} rows, accuracy {oos['accuracy']:.3f} "
-            f"(always-HOLD {oos['always_hold_accuracy']:.3f})"
-        )
+    vs = s["model"].get("test_vs_baselines")
+    if vs:
+        for name, values in vs["metrics"].items():
+            loss = f"log loss {values['log_loss']:.4f}" if "log_loss" in values else "log loss    n/a"
+            echo(f"  {name:<15} {loss}  accuracy {values['accuracy']:.4f}")
+        for key in ("log_loss_minus_class_priors", "log_loss_minus_persistence"):
+            diff = vs["differences"][key]
+            echo(
+                f"  model {key.replace('_', ' ')}: {diff['value']:+.4f} (95% CI {diff['ci95'][0]:+.4f} .. "
+                f"{diff['ci95'][1]:+.4f})"
+            )
+        echo(f"  verdict: the model {vs['verdict']}")
+    else:
+        echo(f"  accuracy {test['accuracy']:.3f}, log loss {test['log_loss']:.3f} (no baseline report stored)")
     perf = s["performance"]
     if perf["days"]:
         echo(
-            f"model_performance: {perf['days']} days, {perf['rows']} matured rows, realised log loss "
-            f"{perf['log_loss']:.3f} vs held-out {perf['reference_log_loss']:.3f}"
+            f"realised on {perf['days']} out-of-sample days ({perf['rows']} matured rows): log loss "
+            f"{perf['log_loss']:.4f} vs class priors {perf['priors_log_loss']:.4f} "
+            f"(held-out {perf['reference_log_loss']:.4f}); "
+            f"accuracy {perf['accuracy']:.4f} vs training majority {perf['training_majority_accuracy']:.4f} "
+            f"and persistence {perf['persistence_accuracy']:.4f}"
         )
     trades = s["trades"]
     if trades["count"]:

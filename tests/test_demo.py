@@ -35,6 +35,7 @@ def test_demo_materialises_the_whole_graph_and_prints_a_summary(fresh_database, 
     assert "ingesting 12 days x 2 symbols (2024-03-01 .. 2024-03-12)" in out
     assert "predicting 4 out-of-sample days" in out
     assert "direction_xgboost v1 (champion)" in out and "quarantined rows: 0" in out
+    assert "class_priors" in out and "persistence" in out and "verdict: the model" in out
     # the demo is one asset backfill: ingestion range, model, inference range, plus the online update
     assert "== demo summary: one asset backfill, 4 Dagster runs in" in out, out[-2000:]
     assert out.count(" SUCCESS ") == 3

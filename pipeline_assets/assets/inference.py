@@ -35,7 +35,7 @@ from pipeline_assets.assets.models import direction_model_xgboost
 from pipeline_assets.automation.conditions import correction_aware
 from pipeline_assets.ml import direction_xgb
 from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
-from pipeline_assets.ml.performance import evaluate_predictions
+from pipeline_assets.ml.performance import evaluate_predictions, realised_baselines
 from pipeline_assets.ml.signals import SIGNAL_RULE_ID, signals_from_probabilities, strategy_returns
 from pipeline_assets.partitions import SYMBOLS, daily_partitions, day_window, range_backfill_policy
 from pipeline_assets.resources import WarehouseResource
@@ -394,8 +394,12 @@ def model_performance(context: AssetExecutionContext, warehouse: WarehouseResour
             conn,
             """
             SELECT to_char(p.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, p.symbol, p.ts, p.model_id,
-                   p.prob_sell, p.prob_hold, p.prob_buy, p.predicted_direction, l.direction
+                   p.prob_sell, p.prob_hold, p.prob_buy, p.predicted_direction, l.direction,
+                   prev.direction AS persisted_direction
             FROM ml_predictions p JOIN ml_labels l USING (symbol, ts)
+            -- persistence: the newest label of the symbol matured when bar t was predicted (t + 1h)
+            LEFT JOIN ml_labels prev
+                   ON prev.symbol = p.symbol AND prev.ts = p.ts - make_interval(hours => l.horizon_hours)
             WHERE p.ts >= %s AND p.ts < %s AND p.model_name = %s
             ORDER BY p.ts, p.symbol
             """,
@@ -417,6 +421,7 @@ def model_performance(context: AssetExecutionContext, warehouse: WarehouseResour
                     "model_name": record.model_name,
                     "model_id": int(model_id),
                     **evaluate_predictions(group),
+                    **realised_baselines(group, record.metrics),
                     "reference_log_loss": float(record.metrics["test"]["log_loss"]),
                 }
             )
@@ -443,6 +448,13 @@ def model_performance(context: AssetExecutionContext, warehouse: WarehouseResour
             "accuracy": MetadataValue.float(float(np.average(performance["accuracy"], weights=weights))),
             "log_loss": MetadataValue.float(float(np.average(performance["log_loss"], weights=weights))),
             "reference_log_loss": MetadataValue.float(float(performance["reference_log_loss"].iloc[-1])),
+            "priors_log_loss": MetadataValue.float(float(np.average(performance["priors_log_loss"], weights=weights))),
+            "persistence_accuracy": MetadataValue.float(
+                float(np.nanmean(performance["persistence_accuracy"].astype(float)))
+            ),
+            "training_majority_accuracy": MetadataValue.float(
+                float(np.average(performance["majority_accuracy"], weights=weights))
+            ),
             "table": MetadataValue.md(performance.tail(31).to_markdown(index=False, floatfmt=".4f")),
         }
     )

@@ -58,6 +58,32 @@ def retrain_run_config(train_end: datetime | str, train_days: int | None = None,
     return {"ops": {"training_dataset": {"config": dataset}, "direction_model_xgboost": {"config": model}}}
 
 
+def baseline_table(report: dict) -> str:
+    """Markdown: each candidate's log loss and accuracy, and the model's difference with its 95% CI."""
+    rows = []
+    for name, values in report["metrics"].items():
+        loss_diff = report["differences"].get(f"log_loss_minus_{name}")
+        acc_diff = report["differences"].get(f"accuracy_minus_{name}")
+        rows.append(
+            {
+                "predictor": name,
+                "log_loss": values.get("log_loss", float("nan")),
+                "accuracy": values["accuracy"],
+                "model_log_loss_minus (95% CI)": f"{loss_diff['value']:+.4f} [{loss_diff['ci95'][0]:+.4f}, "
+                f"{loss_diff['ci95'][1]:+.4f}]"
+                if loss_diff
+                else "",
+                "model_accuracy_minus (95% CI)": f"{acc_diff['value']:+.4f} [{acc_diff['ci95'][0]:+.4f}, "
+                f"{acc_diff['ci95'][1]:+.4f}]"
+                if acc_diff
+                else "",
+            }
+        )
+    return (
+        pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f") + f"\n\n{report['verdict']} ({report['rows']} rows)"
+    )
+
+
 def _parse_utc(value: str) -> datetime:
     try:
         parsed = pd.Timestamp(value)
@@ -226,6 +252,9 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             "test_balanced_accuracy": MetadataValue.float(test["balanced_accuracy"]),
             "test_log_loss": MetadataValue.float(test["log_loss"]),
             "test_majority_class_accuracy": MetadataValue.float(test["majority_class_accuracy"]),
+            "beats_baselines": MetadataValue.bool(trained.metrics["test_vs_baselines"]["beats_baselines"]),
+            "verdict": MetadataValue.text(trained.metrics["test_vs_baselines"]["verdict"]),
+            "held_out_vs_baselines": MetadataValue.md(baseline_table(trained.metrics["test_vs_baselines"])),
             "champion_log_loss_on_unseen_test": MetadataValue.float(champion_loss)
             if champion_loss is not None
             else MetadataValue.text("n/a"),

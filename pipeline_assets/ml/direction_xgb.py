@@ -12,8 +12,9 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
 from sklearn.utils.class_weight import compute_sample_weight
 
 from pipeline_assets.contracts.versioning import content_id
+from pipeline_assets.ml.baselines import class_priors, metrics_with_baselines
 from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS, MODEL_FEATURE_SET_ID
-from pipeline_assets.ml.labels import BUY, HOLD, LABEL_SET_ID, SELL
+from pipeline_assets.ml.labels import BUY, HOLD, HORIZON_HOURS, LABEL_SET_ID, SELL
 
 MODEL_NAME = "direction_xgboost"
 ARTIFACT_FORMAT = "xgboost-ubj"
@@ -153,12 +154,18 @@ def train_direction_model(frame: pd.DataFrame, params: XgbTrainingParams | None 
         eval_set=[(x_val, y_val)],
         verbose=False,
     )
+    horizon = int(frame["horizon_hours"].iloc[0]) if "horizon_hours" in frame.columns else HORIZON_HOURS
     metrics = {
-        "train": {"rows": len(split.train)},
+        "train": {"rows": len(split.train), "class_priors": class_priors(y_train).tolist()},
         "validation": evaluate(model, split.validation),
         "test": evaluate(model, split.test),
+        # Held-out metrics beside class priors, majority and persistence of the training window.
+        "test_vs_baselines": metrics_with_baselines(
+            split.test, predict_proba(model, split.test), split.train, frame, horizon
+        ),
         "purged_rows": split.purged_rows,
         "best_iteration": int(model.best_iteration),
+        "horizon_hours": horizon,
     }
     used = pd.concat([split.train, split.validation, split.test])
     return TrainedDirectionModel(

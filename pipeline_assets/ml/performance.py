@@ -33,6 +33,30 @@ def evaluate_predictions(frame: pd.DataFrame) -> dict:
     }
 
 
+def realised_baselines(frame: pd.DataFrame, model_metrics: dict) -> dict:
+    """Baselines for realised rows (``direction`` and ``persisted_direction``, NaN where no label
+    had matured): the log loss of the model's training-window class priors, the accuracy of its
+    training-window majority class (replacing a majority computed on the evaluated rows
+    themselves) and of persistence."""
+    y = frame["direction"].to_numpy(dtype=np.int64)
+    priors = model_metrics.get("train", {}).get("class_priors")
+    if priors is None:  # models registered before the priors were recorded: their test class shares
+        share = model_metrics.get("test", {}).get("class_share", {})
+        priors = [share.get(str(c), 1 / 3) for c in (SELL, HOLD, BUY)]
+    priors = np.clip(np.asarray(priors, dtype=np.float64), 1e-12, 1.0)
+    priors = priors / priors.sum()
+    persisted = frame["persisted_direction"]
+    usable = persisted.notna().to_numpy()
+    return {
+        "priors_log_loss": float(-np.log(priors[y]).mean()),
+        "majority_accuracy": float((y == int(np.argmax(priors))).mean()),
+        "persistence_accuracy": float((persisted[usable].to_numpy(dtype=np.int64) == y[usable]).mean())
+        if usable.any()
+        else float("nan"),
+        "persistence_rows": int(usable.sum()),
+    }
+
+
 @dataclass(frozen=True)
 class DriftDecision:
     drifted: bool
