@@ -18,6 +18,8 @@ from pipeline_assets.store.db import connect, database_url_from_env
 from pipeline_assets.store.migrate import migrate
 from pipeline_assets.store.warehouse import truncate_all
 
+pytest_plugins = ["timescale_fixtures"]  # TimescaleDB server fixtures
+
 
 @pytest.fixture(scope="session", autouse=True)
 def artifact_dir(tmp_path_factory) -> Iterator[str]:
@@ -80,32 +82,4 @@ def fresh_database(server_url: str) -> Iterator[str]:
         yield with_database(server_url, name)
     finally:
         with connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="session")
-def timescale_server_url(tmp_path_factory) -> Iterator[str]:
-    """An embedded PostgreSQL 18 with TimescaleDB preloaded, in a temporary data directory, built
-    by the project's own step when the virtualenv lacks it (never skipped: CI must run these)."""
-    from pipeline_assets.local_db import start_embedded
-    from pipeline_assets.timescale_build import build
-
-    build()
-    server = start_embedded(tmp_path_factory.mktemp("tsdb") / "pgdata", cleanup_mode="delete", timescale=True)
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def timescale_fresh_database(timescale_server_url: str) -> Iterator[str]:
-    """An empty database on the TimescaleDB server, dropped afterwards."""
-    name = f"pipeline_ts_{uuid.uuid4().hex[:10]}"
-    with connect(timescale_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_database(timescale_server_url, name)
-    finally:
-        with connect(timescale_server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
