@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_indicators.py
 	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_timescale_write.py
 	$(BIN)/python benchmarks/bench_backfill.py
 
 clean:
