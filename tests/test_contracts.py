@@ -108,3 +108,26 @@ def test_headline_contract_rejects_with_reasons():
     ]
     with pytest.raises(ContractInputError, match="column 'published_at' must be tz-aware UTC"):
         validate_headlines(frame.assign(published_at=frame["published_at"].dt.tz_localize(None)), "BTCUSDT", START, END)
+
+
+def test_contracts_are_declared_once_and_match_the_sql_tables(warehouse_url):
+    from pipeline_assets.assets.ingestion import RAW_OHLCV_SCHEMA, raw_ohlcv
+    from pipeline_assets.contracts.spec import CONTRACTS, OHLCV_CONTRACT
+    from pipeline_assets.store.db import connect
+
+    with connect(warehouse_url) as conn:
+        for contract in CONTRACTS:
+            types = dict(
+                conn.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s",
+                    (contract.table,),
+                ).fetchall()
+            )
+            for column in contract.columns:
+                assert types.get(column.name) == column.sql_type, (contract.table, column.name)
+            assert all(rule.description and rule.severity in ("ERROR", "WARN") for rule in contract.rules)
+    # the UI's column schema and the blocking checks' descriptions come from the declaration
+    assert [c.name for c in RAW_OHLCV_SCHEMA.columns] == [c.name for c in OHLCV_CONTRACT.columns]
+    descriptions = {spec.name: spec.description for spec in raw_ohlcv.check_specs}
+    assert descriptions["high_gte_low"] == OHLCV_CONTRACT.rule("high_gte_low").description
+    assert raw_ohlcv.metadata_by_key[raw_ohlcv.key]["contract"].value["rules"][0]["name"] == "no_nan"

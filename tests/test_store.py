@@ -230,3 +230,37 @@ def test_with_database_keeps_host_and_socket_options():
         "postgresql://postgres:@/pipeline?host=/tmp/pg"
     )
     assert with_database("postgresql://u@127.0.0.1:5432/postgres", "x") == "postgresql://u@127.0.0.1:5432/x"
+
+
+def test_quarantine_replacement_is_serialised_and_skips_unchanged_keys(warehouse_url):
+    import threading
+
+    from pipeline_assets.store.quarantine import replace_quarantine
+
+    rejected = pd.DataFrame(
+        {
+            "symbol": ["BTCUSDT"] * 3,
+            "ts": pd.to_datetime(["2024-03-05T01:00Z", "2024-03-05T02:00Z", "2024-03-05T03:00Z"], utc=True),
+            "close": [float("inf"), float("nan"), -1.0],
+            "reason": ["infinite value in close=inf", "NaN in close", "non-positive price in close"],
+        }
+    )
+    barrier = threading.Barrier(2)
+
+    def replace():
+        with connect(warehouse_url) as conn, conn.transaction():
+            barrier.wait()
+            replace_quarantine(conn, "raw_ohlcv", "2024-03-05|BTCUSDT", rejected)
+
+    threads = [threading.Thread(target=replace) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert _count(warehouse_url, "quarantine") == 3  # two concurrent runs never double a key
+    with connect(warehouse_url) as conn:
+        before = conn.execute("SELECT quarantine_id, payload->>'close' FROM quarantine ORDER BY ts").fetchall()
+        replace_quarantine(conn, "raw_ohlcv", "2024-03-05|BTCUSDT", rejected)  # unchanged: not rewritten
+        conn.commit()
+        after = conn.execute("SELECT quarantine_id, payload->>'close' FROM quarantine ORDER BY ts").fetchall()
+    assert before == after and [v for _, v in after] == ["Infinity", "NaN", "-1.0"]

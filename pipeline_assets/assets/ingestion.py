@@ -18,6 +18,7 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     TableColumn,
+    TableColumnConstraints,
     TableSchema,
     asset,
 )
@@ -39,6 +40,7 @@ from pipeline_assets.assets._common import (
 )
 from pipeline_assets.contracts.headlines import validate_headlines
 from pipeline_assets.contracts.ohlcv import rule_violations, validate_ohlcv
+from pipeline_assets.contracts.spec import HEADLINE_CONTRACT, OHLCV_CONTRACT, ContractSpec
 from pipeline_assets.features.sentiment import score_headlines
 from pipeline_assets.partitions import SYMBOLS, daily_partitions, day_window, range_backfill_policy, symbol_day_key
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
@@ -49,48 +51,39 @@ from pipeline_assets.store.warehouse import read_ohlcv
 from pipeline_assets.store.watermarks import record_watermarks
 
 # Blocking: a failure stops downstream assets of the same run from using the partition.
+# Blocking checks re-run the contract's rules on the stored rows (descriptions from the contract).
+_CHECK_RULES = {
+    "no_nan": ("no_nan",),
+    "high_gte_low": ("high_gte_low",),
+    "positive_prices": ("positive_prices",),
+    "unique_monotonic_utc_ts": ("unique_monotonic_ts", "hour_aligned_ts"),
+}
 OHLCV_CONTRACT_CHECKS = {
-    "no_nan": ("no_nan", "No NaN or infinite value in open/high/low/close/volume."),
-    "high_gte_low": ("high_gte_low", "high >= low on every bar."),
-    "positive_prices": ("positive_prices", "open, high, low and close are > 0."),
-    "unique_monotonic_utc_ts": (
-        ("unique_monotonic_ts", "hour_aligned_ts"),
-        "Timestamps are unique, strictly increasing, UTC and on the hour.",
-    ),
+    check: (rules, " ".join(OHLCV_CONTRACT.rule(r).description for r in rules)) for check, rules in _CHECK_RULES.items()
 }
 COMPLETE_DAY_CHECK = "complete_day"
 
 OHLCV_COLUMNS_STORED = ["symbol", "ts", "open", "high", "low", "close", "volume", "source", "vendor_filled"]
 VENDOR_FILLED_CHECK = "no_vendor_filled_bars"
 
-RAW_OHLCV_SCHEMA = TableSchema(
-    columns=[
-        TableColumn("symbol", "text", description="Configured symbol (PIPELINE_SYMBOLS)"),
-        TableColumn("ts", "timestamptz", description="Bar open time, UTC, on the hour"),
-        TableColumn("open", "float8", description="Quote currency, > 0"),
-        TableColumn("high", "float8", description=">= open, close, low"),
-        TableColumn("low", "float8", description="<= open, close, high; > 0"),
-        TableColumn("close", "float8", description="Quote currency, > 0"),
-        TableColumn("volume", "float8", description="Base currency, >= 0"),
-        TableColumn("source", "text", description="Source name (synthetic, csv, exchange id)"),
-        TableColumn(
-            "vendor_filled", "boolean", description="Zero volume and open = high = low = close: an outage filled"
-        ),
-    ]
-)
-RAW_SENTIMENT_SCHEMA = TableSchema(
-    columns=[
-        TableColumn("symbol", "text"),
-        TableColumn("published_at", "timestamptz", description="When the headline was published, UTC"),
-        TableColumn("headline_id", "text", description="Stable hash of source, time and text"),
-        TableColumn("source", "text"),
-        TableColumn("headline", "text"),
-        TableColumn("compound", "float8", description="VADER compound score in [-1, 1]"),
-        TableColumn("positive", "float8"),
-        TableColumn("neutral", "float8"),
-        TableColumn("negative", "float8"),
-    ]
-)
+
+def table_schema(contract: ContractSpec) -> TableSchema:
+    """The UI's column schema, from the contract's declaration."""
+    return TableSchema(
+        columns=[
+            TableColumn(
+                c.name,
+                c.sql_type,
+                description=f"{c.description}{f' ({c.unit})' if c.unit else ''}",
+                constraints=TableColumnConstraints(nullable=c.nullable),
+            )
+            for c in contract.columns
+        ]
+    )
+
+
+RAW_OHLCV_SCHEMA = table_schema(OHLCV_CONTRACT)
+RAW_SENTIMENT_SCHEMA = table_schema(HEADLINE_CONTRACT)
 
 
 def _by_day(frame: pd.DataFrame, ts_column: str, default_day: str) -> dict[str, pd.DataFrame]:
@@ -141,7 +134,10 @@ def _contract_check_results(stored: pd.DataFrame) -> list[AssetCheckResult]:
     tags={"layer": "raw", "domain": "market-data"},
     retry_policy=TRANSIENT_RETRY,
     pool=WAREHOUSE_POOL,
-    metadata={"dagster/column_schema": RAW_OHLCV_SCHEMA, "contract": "pipeline_assets/contracts/ohlcv.py"},
+    metadata={
+        "dagster/column_schema": RAW_OHLCV_SCHEMA,
+        "contract": MetadataValue.json(OHLCV_CONTRACT.describe()),
+    },
     check_specs=[
         *(
             AssetCheckSpec(name, asset="raw_ohlcv", blocking=True, description=description)
@@ -329,7 +325,10 @@ SENTIMENT_COLUMNS = [
     tags={"layer": "raw", "domain": "news"},
     retry_policy=TRANSIENT_RETRY,
     pool=WAREHOUSE_POOL,
-    metadata={"dagster/column_schema": RAW_SENTIMENT_SCHEMA, "contract": "pipeline_assets/contracts/headlines.py"},
+    metadata={
+        "dagster/column_schema": RAW_SENTIMENT_SCHEMA,
+        "contract": MetadataValue.json(HEADLINE_CONTRACT.describe()),
+    },
 )
 @transient_only
 def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, market: MarketDataResource):

@@ -8,6 +8,7 @@ import pandas as pd
 
 from pipeline_assets.contracts.frames import require_utc_frame
 from pipeline_assets.contracts.ohlcv import ContractInputError, ContractResult
+from pipeline_assets.contracts.spec import HEADLINE_CONTRACT
 
 HEADLINE_COLUMNS = ("published_at", "symbol", "source", "headline")
 
@@ -17,8 +18,9 @@ def validate_headlines(frame: pd.DataFrame, symbol: str, start: datetime, end: d
     exact repeats (same source, time and text); everything else is valid."""
     require_utc_frame(frame, HEADLINE_COLUMNS, ContractInputError, context=symbol, ts_column="published_at")
     data = frame.loc[:, list(HEADLINE_COLUMNS)].reset_index(drop=True)
+    declared = HEADLINE_CONTRACT.violations(data)
     checks = {
-        "empty headline": data["headline"].fillna("").astype(str).str.strip() == "",
+        **{HEADLINE_CONTRACT.rule(name).reason: mask for name, mask in declared.items()},
         "published_at outside partition window": data["published_at"].isna()
         | (data["published_at"] < pd.Timestamp(start))
         | (data["published_at"] >= pd.Timestamp(end)),

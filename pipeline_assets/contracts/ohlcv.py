@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline_assets.contracts.frames import require_utc_frame
+from pipeline_assets.contracts.spec import OHLCV_CONTRACT, PRICE_COLUMNS, VALUE_COLUMNS
 
 OHLCV_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-PRICE_COLUMNS = ("open", "high", "low", "close")
-VALUE_COLUMNS = (*PRICE_COLUMNS, "volume")
 
 
 class ContractInputError(ValueError):
@@ -36,56 +35,17 @@ def _require_columns(frame: pd.DataFrame, symbol: str) -> None:
 
 
 def rule_violations(frame: pd.DataFrame, symbol: str) -> dict[str, pd.Series]:
-    """Boolean masks (True = violates) for each rule, aligned with ``frame``.
-
-    The rules behind the blocking asset checks on raw_ohlcv and the ingestion filter.
-    """
+    """Boolean masks (True = violates) for each rule of OHLCV_CONTRACT, aligned with ``frame``:
+    the rules behind the ingestion filter, the blocking asset checks and the whole-table scan."""
     _require_columns(frame, symbol)
-    values = frame[list(VALUE_COLUMNS)].astype("float64")
-    prices = values[list(PRICE_COLUMNS)]
-    ts = frame["ts"]
-    # NaN, +inf, -inf and overflowed literals such as 1e309 (read as inf) are all non-finite.
-    nan_any = ~np.isfinite(values.to_numpy()).all(axis=1)
-    nan_any = pd.Series(nan_any, index=frame.index)
-    with np.errstate(invalid="ignore"):
-        high_lt_low = values["high"] < values["low"]
-        body_top = np.maximum(values["open"], values["close"])
-        body_bottom = np.minimum(values["open"], values["close"])
-        outside_range = (values["high"] < body_top) | (values["low"] > body_bottom)
-        non_positive = (prices <= 0).any(axis=1)
-        negative_volume = values["volume"] < 0
-    not_aligned = ts.isna() | (ts != ts.dt.floor("h"))
-    duplicated = ts.duplicated(keep=False) & ts.notna()
-    # Out of order = earlier than some bar before it in the frame as given.
-    out_of_order = ts < ts.cummax().shift(1)
-    flat = (values["volume"] == 0) & (values["open"] == values["high"]) & (values["high"] == values["low"])
-    flat &= values["low"] == values["close"]
-    return {
-        "no_nan": nan_any,
-        # A zero-volume bar with open = high = low = close: an exchange outage the vendor filled
-        # with the previous close. Stored, flagged (column vendor_filled, warning check), never
-        # silently treated as trading.
-        "vendor_filled": flat.fillna(False),
-        "high_gte_low": high_lt_low.fillna(False),
-        "ohlc_consistent": outside_range.fillna(False) & ~high_lt_low.fillna(False),
-        "positive_prices": non_positive.fillna(False),
-        "non_negative_volume": negative_volume.fillna(False),
-        "hour_aligned_ts": not_aligned,
-        "unique_monotonic_ts": duplicated | out_of_order.fillna(False),
-    }
+    return OHLCV_CONTRACT.violations(frame)
 
 
-# Rules whose violation refuses the row; the others only flag it.
-WARNING_RULES = ("vendor_filled",)
-
-_REASON_TEXT = {
-    "no_nan": "{cols}",
-    "high_gte_low": "high < low",
-    "ohlc_consistent": "open/close outside [low, high]",
-    "positive_prices": "non-positive price in {cols}",
-    "non_negative_volume": "negative volume",
-    "hour_aligned_ts": "ts missing or not aligned to the hour",
-}
+# Rules whose violation only flags the row (stored, reported); the others refuse it.
+WARNING_RULES = tuple(r.name for r in OHLCV_CONTRACT.rules if r.severity == "WARN")
+_REASON_TEXT = {r.name: r.reason or "{cols}" for r in OHLCV_CONTRACT.rules if r.severity == "ERROR"}
+_REASON_TEXT["positive_prices"] = "non-positive price in {cols}"
+del _REASON_TEXT["unique_monotonic_ts"]  # duplicates get their own policy below
 
 
 def validate_ohlcv(frame: pd.DataFrame, symbol: str, start: datetime, end: datetime) -> ContractResult:
