@@ -2,8 +2,16 @@
 
 Each file is applied once and recorded with its checksum in schema_migrations; a file
 whose content changed after it was applied is an error (write a new migration instead).
-Files named *.timescale.sql run only when the timescaledb extension is available; on plain
-PostgreSQL they are recorded as skipped. A file whose first line is
+Files named *.timescale.sql run only when TimescaleDB is usable (installed and preloaded; installed
+but not preloaded is an error naming the fix). On plain PostgreSQL they are recorded as skipped and
+retried by every later migration (a changed file recorded as skipped is simply not applied yet), so
+a warehouse that gains TimescaleDB gets its hypertables. PIPELINE_RAW_RETENTION_DAYS (unset/0: off)
+sets the retention policy of the raw tables on every migration with TimescaleDB.
+
+A new time-series table (a timestamptz ``ts``/``published_at`` column, time in every unique key):
+create it in a plain NNNN_*.sql file, and make it a hypertable (create_hypertable with
+migrate_data => TRUE, compression segmented by symbol) in a NNNN[b]_*.timescale.sql file next to it;
+tests/test_timescale.py fails for any time-series table that is not a hypertable. A file whose first line is
 ``-- migrate:no-transaction`` runs statement by statement in autocommit mode (needed for
 TimescaleDB continuous aggregates); all other files run in one transaction each.
 """
