@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from timescale_fixtures import server_data_dir
 
 from pipeline_assets.local_db import start_embedded
 from pipeline_assets.store.db import connect
@@ -216,13 +217,15 @@ def test_background_jobs_succeed(timescale_fresh_database):
         assert conn.execute("SELECT count(*) FROM ohlcv_4h").fetchone()[0] > 0  # refreshed by the job
 
 
-def test_installed_but_not_preloaded_is_a_clear_error(tmp_path):
-    server = start_embedded(tmp_path / "pgdata", cleanup_mode="delete", timescale=False)
-    try:
-        with pytest.raises(MigrationError, match="installed on this server but not preloaded.*ALTER SYSTEM SET"):
-            migrate(server.get_uri())
-    finally:
-        server.cleanup()
+def test_installed_but_not_preloaded_is_a_clear_error(timescale_server_url):
+    # timescale_server_url: the session's build step has installed TimescaleDB into this server
+    with server_data_dir() as pgdata:
+        server = start_embedded(pgdata, cleanup_mode="delete", timescale=False)
+        try:
+            with pytest.raises(MigrationError, match="installed on this server but not preloaded.*ALTER SYSTEM SET"):
+                migrate(server.get_uri())
+        finally:
+            server.cleanup()
 
 
 def test_the_whole_graph_and_every_asset_check_on_timescaledb(timescale_fresh_database, tmp_path):

@@ -6,8 +6,12 @@ build is built here or fails loudly, never skipped, so CI always runs the Timesc
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -17,25 +21,36 @@ from pipeline_assets.store.db import connect
 from pipeline_assets.store.migrate import migrate
 
 
+@contextmanager
+def server_data_dir() -> Iterator[Path]:
+    """A data directory for an embedded server, outside pytest's basetemp: every pytest session
+    that starts (other sessions on this machine included) chmods /tmp/pytest-of-<user> back to 0700,
+    which locks the server's own user out of a data directory below it and kills the server."""
+    parent = Path(tempfile.mkdtemp(prefix="pipeline_tsdb_"))
+    try:
+        yield parent / "pgdata"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def timescale_server_url(tmp_path_factory) -> Iterator[str]:
+def timescale_server_url() -> Iterator[str]:
     """Server URL of an embedded PostgreSQL with TimescaleDB preloaded, on a free local port in a
     temporary data directory that is deleted afterwards."""
     from pipeline_assets.local_db import start_embedded
     from pipeline_assets.timescale_build import build
 
     build()
-    server = start_embedded(tmp_path_factory.mktemp("tsdb") / "pgdata", cleanup_mode="delete", timescale=True)
-    try:
-        with connect(server.get_uri()) as conn:
-            (preloaded,) = conn.execute("SHOW shared_preload_libraries").fetchone()
-        if "timescaledb" not in preloaded:
-            pytest.fail(
-                f"embedded server started without TimescaleDB preloaded (shared_preload_libraries={preloaded!r})"
-            )
-        yield server.get_uri()
-    finally:
-        server.cleanup()
+    with server_data_dir() as pgdata:
+        server = start_embedded(pgdata, cleanup_mode="delete", timescale=True)
+        try:
+            with connect(server.get_uri()) as conn:
+                (preloaded,) = conn.execute("SHOW shared_preload_libraries").fetchone()
+            if "timescaledb" not in preloaded:
+                pytest.fail(f"embedded server started without TimescaleDB preloaded ({preloaded!r})")
+            yield server.get_uri()
+        finally:
+            server.cleanup()
 
 
 @pytest.fixture
