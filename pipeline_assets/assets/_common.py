@@ -160,3 +160,26 @@ def symbol_day_table(missing: Mapping[str, list[str]], limit: int = 40) -> Metad
         return MetadataValue.md("none")
     more = f"\n\n(+{len(rows) - limit} more days)" if len(rows) > limit else ""
     return MetadataValue.md(pd.DataFrame(rows[:limit]).to_markdown(index=False) + more)
+
+
+def daily_asset(*, automated: bool = True, **kwargs):
+    """@asset for the range-first daily assets: daily partitions with every symbol inside, the
+    single-run backfill policy, transient-only retries, the warehouse pool and (unless
+    ``automated`` is False or a condition is given) the correction-aware automation condition."""
+    from dagster import asset
+
+    from pipeline_assets.automation.conditions import correction_aware
+    from pipeline_assets.partitions import daily_partitions, range_backfill_policy
+
+    settings = {
+        "partitions_def": daily_partitions,
+        "backfill_policy": range_backfill_policy,
+        "kinds": {"postgres"},
+        "code_version": "2",
+        "owners": ML_OWNERS,
+        "retry_policy": TRANSIENT_RETRY,
+        "pool": WAREHOUSE_POOL,
+    }
+    if automated and "automation_condition" not in kwargs:
+        settings["automation_condition"] = correction_aware()
+    return asset(**{**settings, **kwargs})

@@ -16,14 +16,11 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from pipeline_assets.assets._common import (
-    ML_OWNERS,
-    TRANSIENT_RETRY,
-    WAREHOUSE_POOL,
     add_day_metadata,
+    daily_asset,
     frame_metadata,
     rows_per_day,
     run_metadata,
@@ -33,7 +30,6 @@ from pipeline_assets.assets._common import (
     transient_only,
 )
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
-from pipeline_assets.automation.conditions import correction_aware
 from pipeline_assets.features.ohlcv_features import (
     FEATURE_COLUMNS,
     FEATURE_SET_ID,
@@ -45,10 +41,8 @@ from pipeline_assets.features.sentiment import compute_sentiment_features
 from pipeline_assets.ml.labels import HORIZON_HOURS, LABEL_SET_ID, compute_labels
 from pipeline_assets.partitions import (
     SYMBOLS,
-    daily_partitions,
     day_window,
     days_window,
-    range_backfill_policy,
     symbol_day_key,
 )
 from pipeline_assets.resources import WarehouseResource
@@ -85,17 +79,10 @@ def _features_day_by_day(bars: pd.DataFrame, window) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=range_backfill_policy,
+@daily_asset(
     group_name="features",
     kinds={"postgres", "numba"},
-    code_version="2",
-    owners=ML_OWNERS,
     tags={"layer": "features", "family": "ohlcv"},
-    retry_policy=TRANSIENT_RETRY,
-    pool=WAREHOUSE_POOL,
-    automation_condition=correction_aware(),
     deps=[AssetDep(raw_ohlcv, partition_mapping=days_window(start_offset=-OHLCV_LOOKBACK_DAYS))],
     metadata={"feature_set_id": FEATURE_SET_ID, "lookback_hours": LOOKBACK_HOURS},
     check_specs=[
@@ -176,17 +163,9 @@ def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResour
     )
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=range_backfill_policy,
+@daily_asset(
     group_name="features",
-    kinds={"postgres"},
-    code_version="2",
-    owners=ML_OWNERS,
     tags={"layer": "features", "family": "sentiment"},
-    retry_policy=TRANSIENT_RETRY,
-    pool=WAREHOUSE_POOL,
-    automation_condition=correction_aware(),
     deps=[AssetDep(raw_sentiment, partition_mapping=days_window(start_offset=-SENTIMENT_LOOKBACK_DAYS))],
     check_specs=[
         AssetCheckSpec(
@@ -271,17 +250,9 @@ def ml_features_sentiment(context: AssetExecutionContext, warehouse: WarehouseRe
     )
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=range_backfill_policy,
+@daily_asset(
     group_name="labels",
-    kinds={"postgres"},
-    code_version="2",
-    owners=ML_OWNERS,
     tags={"layer": "labels"},
-    retry_policy=TRANSIENT_RETRY,
-    pool=WAREHOUSE_POOL,
-    automation_condition=correction_aware(),
     deps=[AssetDep(raw_ohlcv, partition_mapping=days_window(end_offset=LABEL_LOOKFORWARD_DAYS))],
     metadata={"label_set_id": LABEL_SET_ID, "horizon_hours": HORIZON_HOURS},
 )

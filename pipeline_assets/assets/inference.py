@@ -12,15 +12,12 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from pipeline_assets.assets._common import (
-    ML_OWNERS,
-    TRANSIENT_RETRY,
-    WAREHOUSE_POOL,
     add_day_metadata,
     closed_bars_end,
+    daily_asset,
     frame_metadata,
     rows_per_day,
     run_metadata,
@@ -37,7 +34,7 @@ from pipeline_assets.ml import direction_xgb
 from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
 from pipeline_assets.ml.performance import evaluate_predictions, realised_baselines
 from pipeline_assets.ml.signals import SIGNAL_RULE_ID, signals_from_probabilities, strategy_returns
-from pipeline_assets.partitions import SYMBOLS, daily_partitions, day_window, range_backfill_policy
+from pipeline_assets.partitions import SYMBOLS, day_window
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import read_frame, upsert_frame
@@ -65,16 +62,10 @@ def _missing_symbols(frame: pd.DataFrame, days) -> dict[str, list[str]]:
     return {day: [s for s in SYMBOLS if (day, s) not in present] for day in days}
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=range_backfill_policy,
+@daily_asset(
     group_name="inference",
     kinds={"xgboost", "postgres"},
-    code_version="2",
-    owners=ML_OWNERS,
     tags={"layer": "inference"},
-    retry_policy=TRANSIENT_RETRY,
-    pool=WAREHOUSE_POOL,
     automation_condition=correction_aware(ignore=[MODEL_ASSET], require=[MODEL_ASSET]),
     deps=[ml_features_ohlcv, ml_features_sentiment, direction_model_xgboost],
     check_specs=[
@@ -264,22 +255,7 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
     )
 
 
-def _daily_asset(**kwargs):
-    """Common decoration of the downstream daily assets (range-first, automated, retried)."""
-    return asset(
-        partitions_def=daily_partitions,
-        backfill_policy=range_backfill_policy,
-        kinds={"postgres"},
-        code_version="2",
-        owners=ML_OWNERS,
-        retry_policy=TRANSIENT_RETRY,
-        pool=WAREHOUSE_POOL,
-        automation_condition=correction_aware(),
-        **kwargs,
-    )
-
-
-@_daily_asset(
+@daily_asset(
     group_name="inference",
     tags={"layer": "inference"},
     deps=[ml_predictions],
@@ -328,7 +304,7 @@ DASHBOARD_COLUMNS = [
 ]
 
 
-@_daily_asset(
+@daily_asset(
     group_name="dashboard",
     tags={"layer": "serving"},
     deps=[trading_signals, raw_ohlcv, ml_labels],
@@ -379,7 +355,7 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
     )
 
 
-@_daily_asset(
+@daily_asset(
     group_name="monitoring",
     tags={"layer": "monitoring"},
     deps=[ml_predictions, ml_labels],

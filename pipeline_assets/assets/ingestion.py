@@ -20,15 +20,13 @@ from dagster import (
     TableColumn,
     TableColumnConstraints,
     TableSchema,
-    asset,
 )
 
 from pipeline_assets.assets._common import (
     OWNERS,
-    TRANSIENT_RETRY,
-    WAREHOUSE_POOL,
     add_day_metadata,
     closed_bars_end,
+    daily_asset,
     frame_metadata,
     hours_in,
     rows_per_day,
@@ -42,7 +40,7 @@ from pipeline_assets.contracts.headlines import validate_headlines
 from pipeline_assets.contracts.ohlcv import rule_violations, validate_ohlcv
 from pipeline_assets.contracts.spec import HEADLINE_CONTRACT, OHLCV_CONTRACT, ContractSpec
 from pipeline_assets.features.sentiment import score_headlines
-from pipeline_assets.partitions import SYMBOLS, daily_partitions, day_window, range_backfill_policy, symbol_day_key
+from pipeline_assets.partitions import SYMBOLS, day_window, symbol_day_key
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
 from pipeline_assets.sources.base import SourceDataMissing, SourceError
 from pipeline_assets.store.frames import upsert_frame
@@ -124,16 +122,11 @@ def _contract_check_results(stored: pd.DataFrame) -> list[AssetCheckResult]:
     return results
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=range_backfill_policy,
+@daily_asset(
+    automated=False,
     group_name="ingestion",
-    kinds={"postgres"},
-    code_version="2",
     owners=OWNERS,
     tags={"layer": "raw", "domain": "market-data"},
-    retry_policy=TRANSIENT_RETRY,
-    pool=WAREHOUSE_POOL,
     metadata={
         "dagster/column_schema": RAW_OHLCV_SCHEMA,
         "contract": MetadataValue.json(OHLCV_CONTRACT.describe()),
@@ -315,16 +308,11 @@ SENTIMENT_COLUMNS = [
 ]
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=range_backfill_policy,
+@daily_asset(
+    automated=False,
     group_name="ingestion",
-    kinds={"postgres"},
-    code_version="2",
     owners=OWNERS,
     tags={"layer": "raw", "domain": "news"},
-    retry_policy=TRANSIENT_RETRY,
-    pool=WAREHOUSE_POOL,
     metadata={
         "dagster/column_schema": RAW_SENTIMENT_SCHEMA,
         "contract": MetadataValue.json(HEADLINE_CONTRACT.describe()),
