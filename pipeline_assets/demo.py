@@ -38,6 +38,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+class DemoFailed(RuntimeError):
+    """The demo's backfill did not complete; the message names each failed step and its cause."""
+
+
 def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, echo=print) -> dict:
     """Materialise everything as one Dagster asset backfill (recorded in DAGSTER_HOME's instance,
     or a temporary one); returns the summary numbers."""
@@ -45,7 +49,7 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
 
     from dagster import build_sensor_context
 
-    from pipeline_assets.cli.backfill import configure_environment, open_instance, run_asset_backfill
+    from pipeline_assets.cli.backfill import QUIET_RUNS, configure_environment, open_instance, run_asset_backfill
 
     first_day = last_day - timedelta(days=days - 1)
     configure_environment(symbols=symbols, partition_start=first_day.isoformat(), database_url=database_url)
@@ -77,12 +81,13 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
         instance,
         targets,
         title=f"demo {day_keys[0]}..{day_keys[-1]} ({len(symbols)} symbols)",
-        run_config={**QUIET_RUN_CONFIG, **retrain_run_config(cutoff, train_days=train_days)},
+        run_config={**QUIET_RUNS, **retrain_run_config(cutoff, train_days=train_days)},
         echo=echo,
     )
     if outcome.failed_runs or outcome.status != "COMPLETED_SUCCESS":
-        raise RuntimeError(
-            f"demo backfill {outcome.backfill_id} ended {outcome.status}: failed runs {outcome.failed_runs}"
+        raise DemoFailed(
+            f"demo backfill {outcome.backfill_id} ended {outcome.status}: "
+            + ("; ".join(outcome.failures) or f"failed runs {outcome.failed_runs}")
         )
     runs = outcome.runs
 
@@ -226,10 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     last_day = date.fromisoformat(args.end) if args.end else datetime.now(UTC).date() - timedelta(days=1)
     from pipeline_assets.local_db import database_url
 
-    url, server = database_url()
-    if server is not None:
-        print(f"embedded PostgreSQL: {url}")
-    run_demo(args.days, symbols, last_day, url)
+    try:
+        url, server = database_url()
+        if server is not None:
+            print(f"embedded PostgreSQL: {url}")
+        run_demo(args.days, symbols, last_day, url)
+    except DemoFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # configuration (symbols, dates, URLs, timeouts): one line, no traceback
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -235,3 +235,22 @@ def test_a_missing_csv_directory_fails_when_the_code_location_loads(tmp_path):
     )
     assert result.returncode == 1
     assert f"PIPELINE_CSV_DIR='{tmp_path / 'nope'}' is not a directory" in result.stderr
+
+
+def test_failures_are_reported_in_one_line_each_without_tracebacks(fresh_database, tmp_path):
+    """A file that cannot be read, or a bad setting: the cause with its path or name, once."""
+    csv_dir = tmp_path / "bars"
+    csv_dir.mkdir()
+    (csv_dir / "BTCUSD.csv").write_text("ts,open,high,low,close\n2024-03-01T00:00:00Z,1,2,0.5,1\n")
+    env = {"PIPELINE_DATABASE_URL": fresh_database, "DAGSTER_HOME": str(tmp_path / "home")}
+    window = ["--start", "2024-03-01", "--end", "2024-03-02", "--source", "csv", "--csv-dir", str(csv_dir)]
+    broken = _cli([*window, "--symbols", "BTCUSD", "--select", "raw_ohlcv"], env, tmp_path)
+    assert broken.returncode == 1
+    errors = [line for line in broken.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "BTCUSD.csv lacks column(s) ['volume']" in errors[0], broken.stderr[-2000:]
+    assert "Traceback" not in broken.stderr and "Traceback" not in broken.stdout
+
+    env_empty = {**env, "PIPELINE_SYMBOLS": " "}
+    refused = _cli(window, env_empty, tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: PartitionConfigError: PIPELINE_SYMBOLS")

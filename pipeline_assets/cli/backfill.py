@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+import psycopg
+
+from pipeline_assets.store.migrate import MigrationError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCATION_NAME = "pipeline_assets"  # same as workspace.yaml, so the UI links the runs to its code
 IN_PROCESS_OVERRIDES = {
@@ -48,6 +52,29 @@ class BackfillOutcome:
     failed_runs: list[str]
     seconds: float
     per_asset: dict[str, int] = field(default_factory=dict)
+    # One line per failed step: "asset: cause" (the Failure's own message, no traceback).
+    failures: list[str] = field(default_factory=list)
+
+
+QUIET_RUNS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def failure_lines(instance, run_id: str) -> list[str]:
+    """The first line of each failed step's error: what a user needs, without Dagster's stack."""
+    from dagster import DagsterEventType
+
+    lines = []
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        error = entry.dagster_event.step_failure_data.error
+        while (
+            error is not None
+            and error.cause is not None
+            and "DagsterExecutionStepExecutionError" in (error.cls_name or "")
+        ):
+            error = error.cause
+        message = (error.message if error else entry.message or "").strip().splitlines()
+        lines.append(f"{entry.dagster_event.step_key}: {message[0] if message else 'failed'}")
+    return lines
 
 
 def configure_environment(
@@ -213,7 +240,9 @@ def run_asset_backfill(
                 time.sleep(poll_seconds)
         runs = instance.get_runs(filters=_backfill_filter(backfill.backfill_id))
         failed = [r.run_id for r in runs if r.status.value != "SUCCESS"]
+        failures = [line for run_id in failed for line in failure_lines(instance, run_id)]
     return BackfillOutcome(
+        failures=failures,
         backfill_id=backfill.backfill_id,
         status=current.status.value,
         runs=len(runs),
@@ -309,11 +338,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         names = [n.strip() for n in args.select.split(",")] if args.select else list(DAILY_ASSET_NAMES)
         instance = open_instance()
-        outcome = run_asset_backfill(instance, {n: days for n in names}, title=f"backfill {days[0]}..{days[-1]}")
+        outcome = run_asset_backfill(
+            instance, {n: days for n in names}, title=f"backfill {days[0]}..{days[-1]}", run_config=QUIET_RUNS
+        )
     except BackfillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (ValueError, MigrationError, psycopg.OperationalError) as exc:
+        # Configuration and connection problems: one line naming the setting, not a traceback.
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     print(f"backfill {outcome.backfill_id}: {outcome.status}, {outcome.runs} runs in {outcome.seconds}s")
+    for line in outcome.failures:
+        print(f"error: {line}", file=sys.stderr)
     if server is not None:
         print(f"warehouse: {database_url}")
     return 0 if not outcome.failed_runs and outcome.status == "COMPLETED_SUCCESS" else 1
