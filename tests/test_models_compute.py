@@ -97,3 +97,41 @@ def test_online_model_learns_each_row_and_survives_serialisation(dataset):
     assert 0.3 < restored.summary()["prequential_accuracy"] < 1.0
     with pytest.raises(TypeError, match="expected OnlineState"):
         online_river.deserialize(__import__("pickle").dumps({"not": "a model"}))
+
+
+def test_river_learns_a_row_only_after_its_label_matured_for_the_row_being_predicted():
+    rows = 60
+    ts = pd.date_range("2024-03-01", periods=rows, freq="h", tz="UTC")
+    frame = pd.DataFrame({c: np.random.default_rng(1).normal(size=rows) for c in online_river.MODEL_FEATURE_COLUMNS})
+    frame["ts"], frame["matured_at"] = ts, ts + pd.Timedelta(hours=5)
+    frame["direction"] = np.arange(rows) % 3
+    state = online_river.OnlineState()
+    events = []
+
+    class Recorder:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def learn_one(self, x, y):
+            events.append(("learn", x["rsi_14"]))
+            self.inner.learn_one(x, y)
+
+        def predict_proba_one(self, x):
+            events.append(("predict", x["rsi_14"]))
+            return self.inner.predict_proba_one(x)
+
+    state.pipeline = Recorder(state.pipeline)
+    online_river.learn_rows(state, frame)
+    position = {value: i for i, value in enumerate(frame["rsi_14"])}
+    learned = set()
+    for kind, value in events:
+        if kind == "learn":
+            learned.add(position[value])
+        else:  # predicting row i at ts_i + 1h: every learned row's label matured by then
+            i = position[value]
+            assert all(frame["matured_at"].iloc[j] <= frame["ts"].iloc[i] + pd.Timedelta(hours=1) for j in learned)
+            assert i - 3 not in learned  # its label matures at ts_i + 2h: not known yet
+            assert i < 4 or i - 4 in learned  # matured exactly at the prediction time: used
+    assert state.rows_learned == rows  # everything is learned by the end of the batch
+    first_prediction = next(position[v] for k, v in events if k == "predict")
+    assert first_prediction == 4  # row 0's label matures at 05:00 = when bar 04:00 is predicted

@@ -52,26 +52,49 @@ class OnlineState:
 
 
 def learn_rows(state: OnlineState, rows: pd.DataFrame) -> dict:
-    """Predict-then-learn over ``rows`` (sorted by ts). Returns this batch's prequential accuracy."""
+    """Prequential pass over ``rows`` (sorted by ts) that respects the label delay: the prediction
+    for bar t is made at t + 1h, when only labels with matured_at <= t + 1h are known, so the
+    model learns a row only once its label has matured *relative to the row being predicted*
+    (pending rows wait in time order), predicts, and the row joins the queue. Rows still pending at
+    the end have matured by now (they come from ml_labels) and are learned. Returns this batch's
+    prequential accuracy. Learning each row right after predicting it would use labels from the
+    future (bar t's label is known only at t + horizon + 1h)."""
     if rows.empty:
         return {"batch_rows": 0, "batch_accuracy": None}
-    missing = [c for c in (*MODEL_FEATURE_COLUMNS, "direction") if c not in rows.columns]
+    missing = [c for c in (*MODEL_FEATURE_COLUMNS, "direction", "ts", "matured_at") if c not in rows.columns]
     if missing:
         raise ValueError(f"online rows lack column(s) {missing}")
     batch_accuracy = metrics.Accuracy()
     features = rows[list(MODEL_FEATURE_COLUMNS)].to_dict(orient="records")
-    for x, y in zip(features, rows["direction"].astype(int), strict=True):
+    predicted_at = (rows["ts"] + pd.Timedelta(hours=1)).to_numpy()
+    matured_at = rows["matured_at"].to_numpy()
+    labels = rows["direction"].astype(int).to_numpy()
+    pending: list[int] = []  # row indices in ts order; matured_at increases with ts for one horizon
+
+    def learn(index: int) -> None:
+        state.pipeline.learn_one(features[index], int(labels[index]))
+        state.rows_learned += 1
+
+    for i, x in enumerate(features):
         if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in x.values()):
-            raise ValueError("online rows must have complete features")
+            raise ValueError(f"online rows must have complete features (row at {rows['ts'].iloc[i]})")
+        still = []
+        for j in pending:
+            if matured_at[j] <= predicted_at[i]:
+                learn(j)
+            else:
+                still.append(j)
+        pending = still
         if state.rows_learned:
             proba = state.pipeline.predict_proba_one(x)
             if proba:
                 predicted = max(proba, key=proba.get)
-                state.accuracy.update(y, predicted)
-                batch_accuracy.update(y, predicted)
-                state.cross_entropy.update(y, proba)
-        state.pipeline.learn_one(x, y)
-        state.rows_learned += 1
+                state.accuracy.update(int(labels[i]), predicted)
+                batch_accuracy.update(int(labels[i]), predicted)
+                state.cross_entropy.update(int(labels[i]), proba)
+        pending.append(i)
+    for j in pending:
+        learn(j)
     return {"batch_rows": int(len(rows)), "batch_accuracy": float(batch_accuracy.get())}
 
 
