@@ -73,6 +73,12 @@ def test_model_is_a_verified_row_with_lineage(graph):
     test = record.metrics["test"]
     assert 0 <= test["accuracy"] <= 1 and test["rows"] > 0
     assert record.metrics["purged_rows"] > 0  # the purge between slices really removed overlapping labels
+    # the held-out metrics sit beside their baselines, and a WARN check says whether the model beats them
+    report = record.metrics["test_vs_baselines"]
+    assert set(report["metrics"]) == {"model", "class_priors", "majority_class", "persistence"}
+    (check,) = graph["training"].get_asset_check_evaluations()
+    assert check.check_name == "beats_baselines" and check.severity.value == "WARN"
+    assert check.passed == report["beats_baselines"] and check.metadata["verdict"].value == report["verdict"]
 
 
 def test_predictions_are_point_in_time_and_the_leakage_check_passes(graph):

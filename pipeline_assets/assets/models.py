@@ -7,6 +7,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     Config,
     Failure,
@@ -32,6 +35,8 @@ from pipeline_assets.store import artifacts
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import upsert_frame
 from pipeline_assets.store.warehouse import read_labelled_model_inputs, read_unlearned_rows
+
+BEATS_BASELINES_CHECK = "beats_baselines"
 
 
 class DatasetConfig(Config):
@@ -155,6 +160,15 @@ def training_dataset(context: AssetExecutionContext, config: DatasetConfig, ware
     tags={"trigger": "retrain", "layer": "models"},
     pool=WAREHOUSE_POOL,
     deps=[training_dataset],
+    check_specs=[
+        AssetCheckSpec(
+            BEATS_BASELINES_CHECK,
+            asset="direction_model_xgboost",
+            description="On its held-out slice the model's log loss is below the training-window class priors "
+            "and persistence with 95% confidence (block bootstrap). WARN: a model that loses is reported, "
+            "not hidden, and does not fail the run.",
+        )
+    ],
 )
 @transient_only
 def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource):
@@ -235,6 +249,7 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             candidate = registry.promote_model(conn, candidate.model_id)
 
     test = trained.metrics["test"]
+    report = trained.metrics["test_vs_baselines"]
     importance = sorted(
         zip(MODEL_FEATURE_COLUMNS, trained.model.feature_importances_.tolist(), strict=True),
         key=lambda kv: -kv[1],
@@ -262,7 +277,19 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             "feature_importance": MetadataValue.md(
                 pd.DataFrame(importance, columns=["feature", "gain_share"]).to_markdown(index=False, floatfmt=".4f")
             ),
-        }
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name=BEATS_BASELINES_CHECK,
+                passed=bool(report["beats_baselines"]),
+                severity=AssetCheckSeverity.WARN,
+                metadata={
+                    "verdict": report["verdict"],
+                    "model_id": candidate.model_id,
+                    "table": MetadataValue.md(baseline_table(report)),
+                },
+            )
+        ],
     )
 
 
