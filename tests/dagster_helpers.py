@@ -11,8 +11,6 @@ from pipeline_assets.store.db import connect
 
 ASSETS_BY_NAME = {a.key.to_user_string(): a for a in ASSETS if hasattr(a, "op")}
 INGEST = ["raw_ohlcv", "raw_sentiment", "ml_features_ohlcv", "ml_features_sentiment", "ml_labels"]
-# Kept for older call sites: the ingestion assets now cover every symbol of a day.
-PER_SYMBOL_INGEST = INGEST
 
 
 def resources(database_url: str, market: MarketDataResource | None = None) -> dict:

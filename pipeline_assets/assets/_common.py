@@ -146,6 +146,13 @@ def run_metadata(context: AssetExecutionContext, window: RunWindow, metadata: Ma
     return light
 
 
+def missing_symbols_per_day(frame: pd.DataFrame, days: Iterable[str], symbols: Iterable[str]) -> dict[str, list[str]]:
+    """Per day key, the symbols without a row in ``frame`` (symbol, ts) that day."""
+    present = set(zip(frame["ts"].dt.strftime("%Y-%m-%d"), frame["symbol"], strict=True)) if len(frame) else set()
+    symbols = list(symbols)
+    return {day: [s for s in symbols if (day, s) not in present] for day in days}
+
+
 def add_day_metadata(context: AssetExecutionContext, per_day: Mapping[str, Mapping]) -> None:
     """Per-partition metadata inside a range run: each day's materialisation event carries its
     own figures (the run-level metadata is shared by all of them)."""

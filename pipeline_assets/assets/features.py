@@ -22,6 +22,7 @@ from pipeline_assets.assets._common import (
     add_day_metadata,
     daily_asset,
     frame_metadata,
+    missing_symbols_per_day,
     rows_per_day,
     run_metadata,
     run_window,
@@ -54,11 +55,6 @@ OHLCV_LOOKBACK_DAYS = math.ceil(LOOKBACK_HOURS / 24)
 SENTIMENT_LOOKBACK_DAYS = math.ceil(SENTIMENT_LOOKBACK_HOURS / 24)
 LABEL_LOOKFORWARD_DAYS = math.ceil(HORIZON_HOURS / 24)
 FULL_LOOKBACK_CHECK = "full_lookback"
-
-
-def _missing_symbols_per_day(frame: pd.DataFrame, days, symbols) -> dict[str, list[str]]:
-    present = set(zip(frame["ts"].dt.strftime("%Y-%m-%d"), frame["symbol"], strict=True)) if len(frame) else set()
-    return {day: [s for s in symbols if (day, s) not in present] for day in days}
 
 
 def _features_day_by_day(bars: pd.DataFrame, window) -> pd.DataFrame:
@@ -121,7 +117,7 @@ def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResour
     incomplete = int(features[list(FEATURE_COLUMNS)].isna().any(axis=1).sum())
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "ml_features_ohlcv", features, ["symbol", "ts"], changed_by_day="ts")
-    missing = _missing_symbols_per_day(features, window.days, SYMBOLS)
+    missing = missing_symbols_per_day(features, window.days, SYMBOLS)
     short = {s: n for s, n in warmup.items() if n < LOOKBACK_HOURS}
     short.update({s: 0 for s in SYMBOLS if s not in warmup})
     day_rows = rows_per_day(features, window.days)

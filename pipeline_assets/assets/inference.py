@@ -19,6 +19,7 @@ from pipeline_assets.assets._common import (
     closed_bars_end,
     daily_asset,
     frame_metadata,
+    missing_symbols_per_day,
     rows_per_day,
     run_metadata,
     run_window,
@@ -55,11 +56,6 @@ MODEL_ASSET = "direction_model_xgboost"
 
 class LeakageError(RuntimeError):
     """Predictions about to be stored came from a model that saw their future."""
-
-
-def _missing_symbols(frame: pd.DataFrame, days) -> dict[str, list[str]]:
-    present = set(zip(frame["ts"].dt.strftime("%Y-%m-%d"), frame["symbol"], strict=True)) if len(frame) else set()
-    return {day: [s for s in SYMBOLS if (day, s) not in present] for day in days}
 
 
 @daily_asset(
@@ -222,7 +218,7 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
         ),
         model_check,
     ]
-    missing = _missing_symbols(predictions, [d for d in window.days if day_window(d)[0] < end])
+    missing = missing_symbols_per_day(predictions, [d for d in window.days if day_window(d)[0] < end], SYMBOLS)
     day_rows = rows_per_day(predictions, window.days)
     add_day_metadata(
         context,
