@@ -142,3 +142,37 @@ def test_bad_input_names_column_and_time():
         compute_ohlcv_features(bars.assign(ts=bars["ts"].dt.tz_localize(None)))
     with pytest.raises(ValueError, match="span must be an integer >= 1"):
         ind.ema(np.ones(3), 0)
+
+
+def test_fused_family_kernel_equals_the_single_indicator_kernels_bit_for_bit():
+    bars = _walk(3000, seed=11)
+    high, low, close, volume = (bars[c].to_numpy() for c in ("high", "low", "close", "volume"))
+    ema_fast, ema_slow = ind.ema(close, 12), ind.ema(close, 26)
+    macd = ema_fast - ema_slow
+    one_hour = ind.log_return(close, 1)
+    volume_mean, volume_std = ind.rolling_mean(volume, 24), ind.rolling_std(volume, 24, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        volume_z = np.where(volume_std > 0, (volume - volume_mean) / volume_std, 0.0)
+    volume_z[np.isnan(volume_std)] = np.nan
+    composed = np.column_stack(
+        [
+            one_hour,
+            ind.log_return(close, 4),
+            ind.log_return(close, 24),
+            ind.wilder_rsi(close, 14),
+            ema_fast / ema_slow - 1.0,
+            (macd - ind.ema(macd, 9)) / close,
+            ind.bollinger_pctb(close, 20, 2.0),
+            ind.wilder_atr(high, low, close, 14) / close,
+            ind.rolling_std(one_hour, 24, 1),
+            volume_z,
+            (high - low) / close,
+        ]
+    )
+    fused = compute_ohlcv_features(bars)[list(FEATURE_COLUMNS)].to_numpy()
+    assert np.array_equal(fused, composed, equal_nan=True)
+    # a sub-range seeded at `lo` equals computing on the slice alone
+    out = np.full((50, len(FEATURE_COLUMNS)), np.nan)
+    ind.ohlcv_family_range(*(bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume")), 500, 596, 646, out, 0)
+    alone = compute_ohlcv_features(bars.iloc[500:646].reset_index(drop=True))[list(FEATURE_COLUMNS)].to_numpy()[96:]
+    assert np.array_equal(out, alone, equal_nan=True)

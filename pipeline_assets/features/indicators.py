@@ -192,3 +192,141 @@ def bollinger_pctb(close, window: int, num_std: float) -> np.ndarray:
     if not num_std > 0:
         raise ValueError(f"num_std must be > 0, got {num_std!r}")
     return _bollinger_pctb_kernel(_as_array(close, "close"), _positive(window, "window"), float(num_std))
+
+
+# --- The OHLCV family in one pass ---------------------------------------------------------------
+# Column order of ``ohlcv_family_range``'s output; features/ohlcv_features.py names them.
+OHLCV_FAMILY_WIDTH = 11
+
+
+@njit(cache=True)
+def _window_mean_std(values, start, stop, ddof):
+    total = 0.0
+    for j in range(start, stop):
+        total += values[j]
+    count = stop - start
+    mean = total / count
+    squares = 0.0
+    for j in range(start, stop):
+        d = values[j] - mean
+        squares += d * d
+    return mean, np.sqrt(squares / (count - ddof))
+
+
+@njit(cache=True)
+def ohlcv_family_range(open_, high, low, close, volume, lo, first, hi, out, row0):
+    """The OHLCV family's 11 columns for bars [first, hi), computed from the bars [lo, hi) only:
+    recursive indicators (EMA 12/26, MACD signal 9, Wilder RSI 14 and ATR 14) are seeded at ``lo``,
+    windows never reach before ``lo``. Row i is written to out[row0 + i - first]. The same
+    arithmetic as the single-indicator kernels above, so values equal them exactly. Allocates
+    nothing."""
+    span_fast, span_slow, span_signal, period = 12, 26, 9, 14
+    a_fast = 2.0 / (span_fast + 1.0)
+    a_slow = 2.0 / (span_slow + 1.0)
+    a_signal = 2.0 / (span_signal + 1.0)
+    fast = slow = signal = np.nan
+    fast_total = slow_total = signal_total = 0.0
+    signal_seen = 0
+    gain_sum = loss_sum = avg_gain = avg_loss = 0.0
+    tr_total = atr = 0.0
+    returns = np.empty(24)  # ring of the last 24 one-hour log returns (the one temporary)
+    for i in range(lo, hi):
+        k = i - lo
+        c = close[i]
+        if k >= 1:
+            returns[k % 24] = np.log(c / close[i - 1])
+        # EMA 12 / 26, SMA-seeded
+        if k < span_fast:
+            fast_total += c
+            if k == span_fast - 1:
+                fast = fast_total / span_fast
+        else:
+            fast = a_fast * c + (1.0 - a_fast) * fast
+        if k < span_slow:
+            slow_total += c
+            if k == span_slow - 1:
+                slow = slow_total / span_slow
+        else:
+            slow = a_slow * c + (1.0 - a_slow) * slow
+        macd = fast - slow
+        macd_hist = np.nan
+        if k >= span_slow - 1:
+            if signal_seen < span_signal:
+                signal_total += macd
+                signal_seen += 1
+                if signal_seen == span_signal:
+                    signal = signal_total / span_signal
+                    macd_hist = macd - signal
+            else:
+                signal = a_signal * macd + (1.0 - a_signal) * signal
+                macd_hist = macd - signal
+        # Wilder RSI 14
+        rsi = np.nan
+        if k >= 1:
+            change = c - close[i - 1]
+            if k <= period:
+                if change > 0:
+                    gain_sum += change
+                else:
+                    loss_sum -= change
+                if k == period:
+                    avg_gain = gain_sum / period
+                    avg_loss = loss_sum / period
+                    rsi = _rsi_value(avg_gain, avg_loss)
+            else:
+                gain = change if change > 0 else 0.0
+                loss = -change if change < 0 else 0.0
+                avg_gain = (avg_gain * (period - 1) + gain) / period
+                avg_loss = (avg_loss * (period - 1) + loss) / period
+                rsi = _rsi_value(avg_gain, avg_loss)
+        # Wilder ATR 14
+        if k == 0:
+            tr = high[i] - low[i]
+        else:
+            tr = max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1]))
+        atr_value = np.nan
+        if k < period:
+            tr_total += tr
+            if k == period - 1:
+                atr = tr_total / period
+                atr_value = atr
+        else:
+            atr = (atr * (period - 1) + tr) / period
+            atr_value = atr
+        if i < first:
+            continue
+        row = row0 + i - first
+        out[row, 0] = returns[k % 24] if k >= 1 else np.nan
+        out[row, 1] = np.log(c / close[i - 4]) if k >= 4 else np.nan
+        out[row, 2] = np.log(c / close[i - 24]) if k >= 24 else np.nan
+        out[row, 3] = rsi
+        out[row, 4] = fast / slow - 1.0
+        out[row, 5] = macd_hist / c
+        if k >= 19:
+            mean, std = _window_mean_std(close, i - 19, i + 1, 0)
+            upper = mean + 2.0 * std
+            lower = mean - 2.0 * std
+            out[row, 6] = 0.5 if upper == lower else (c - lower) / (upper - lower)
+        else:
+            out[row, 6] = np.nan
+        out[row, 7] = atr_value / c
+        if k >= 24:
+            # sample std of the 24 one-hour log returns ending at i
+            # summed in time order, as the rolling kernel does, so values are bit-identical
+            total = 0.0
+            for j in range(k - 23, k + 1):
+                total += returns[j % 24]
+            mean = total / 24.0
+            squares = 0.0
+            for j in range(k - 23, k + 1):
+                d = returns[j % 24] - mean
+                squares += d * d
+            out[row, 8] = np.sqrt(squares / 23.0)
+        else:
+            out[row, 8] = np.nan
+        if k >= 23:
+            mean, std = _window_mean_std(volume, i - 23, i + 1, 1)
+            out[row, 9] = (volume[i] - mean) / std if std > 0 else 0.0
+        else:
+            out[row, 9] = np.nan
+        out[row, 10] = (high[i] - low[i]) / c

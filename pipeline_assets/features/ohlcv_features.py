@@ -35,6 +35,7 @@ FEATURE_PARAMS: dict = {
     "volume_window": 24,
 }
 FEATURE_SET_VERSION = 1
+assert len(FEATURE_COLUMNS) == ind.OHLCV_FAMILY_WIDTH
 # Bars before the first row of interest that a caller must supply: covers the longest chain
 # (MACD signal: 26 + 9 - 1 bars) with room for the EMAs to forget their seed.
 LOOKBACK_HOURS = 96
@@ -69,36 +70,30 @@ def compute_ohlcv_features(bars: pd.DataFrame) -> pd.DataFrame:
     _validate(bars)
     if bars.empty:
         return pd.DataFrame({"ts": bars["ts"], **{c: pd.Series(dtype="float64") for c in FEATURE_COLUMNS}})
-    p = FEATURE_PARAMS
-    high = bars["high"].to_numpy(dtype=np.float64)
-    low = bars["low"].to_numpy(dtype=np.float64)
-    close = bars["close"].to_numpy(dtype=np.float64)
-    volume = bars["volume"].to_numpy(dtype=np.float64)
+    values = ohlcv_family_array(
+        bars["open"].to_numpy(dtype=np.float64),
+        bars["high"].to_numpy(dtype=np.float64),
+        bars["low"].to_numpy(dtype=np.float64),
+        bars["close"].to_numpy(dtype=np.float64),
+        bars["volume"].to_numpy(dtype=np.float64),
+    )
+    frame = pd.DataFrame(values, columns=list(FEATURE_COLUMNS))
+    frame.insert(0, "ts", bars["ts"].to_numpy())
+    return frame.assign(ts=lambda f: pd.to_datetime(f["ts"], utc=True))
 
-    ema_fast = ind.ema(close, p["ema_fast"])
-    ema_slow = ind.ema(close, p["ema_slow"])
-    macd = ema_fast - ema_slow
-    macd_signal = ind.ema(macd, p["macd_signal"])
-    one_hour = ind.log_return(close, 1)
-    volume_mean = ind.rolling_mean(volume, p["volume_window"])
-    volume_std = ind.rolling_std(volume, p["volume_window"], ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        volume_z = np.where(volume_std > 0, (volume - volume_mean) / volume_std, 0.0)
-    volume_z[np.isnan(volume_std)] = np.nan
-    short, mid, long = p["return_periods"]
-    return pd.DataFrame(
-        {
-            "ts": bars["ts"].to_numpy(),
-            "log_return_1h": ind.log_return(close, short),
-            "log_return_4h": ind.log_return(close, mid),
-            "log_return_24h": ind.log_return(close, long),
-            "rsi_14": ind.wilder_rsi(close, p["rsi_period"]),
-            "ema_ratio_12_26": ema_fast / ema_slow - 1.0,
-            "macd_hist_pct": (macd - macd_signal) / close,
-            "bb_pctb_20": ind.bollinger_pctb(close, p["bollinger_window"], p["bollinger_std"]),
-            "atr_14_pct": ind.wilder_atr(high, low, close, p["atr_period"]) / close,
-            "realized_vol_24h": ind.rolling_std(one_hour, p["volatility_window"], ddof=1),
-            "volume_zscore_24h": volume_z,
-            "range_pct": (high - low) / close,
-        }
-    ).assign(ts=lambda f: pd.to_datetime(f["ts"], utc=True))
+
+def ohlcv_family_array(open_, high, low, close, volume, out: np.ndarray | None = None) -> np.ndarray:
+    """Array-level entry point (the online case): float64 (n, len(FEATURE_COLUMNS)) for n bars,
+    warm-up from the first bar, NaN during it. Inputs must be finite and of equal length; ``out``
+    (C-contiguous float64, shape (n, 11)) avoids the one allocation."""
+    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close, volume)]
+    n = arrays[0].shape[0]
+    if any(a.shape != (n,) for a in arrays):
+        raise FeatureInputError(f"open/high/low/close/volume must be 1-D of one length, got {[a.shape for a in arrays]}")
+    if out is None:
+        out = np.empty((n, len(FEATURE_COLUMNS)))
+    elif out.shape != (n, len(FEATURE_COLUMNS)) or out.dtype != np.float64:
+        raise FeatureInputError(f"out must be float64 of shape {(n, len(FEATURE_COLUMNS))}, got {out.dtype} {out.shape}")
+    ind.ohlcv_family_range(*arrays, 0, 0, n, out, 0)
+    return out
+
