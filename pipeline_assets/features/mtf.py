@@ -142,11 +142,20 @@ def day_anchored(ts_h, lookback_hours, first, hi, rows, out, row0, col0, family)
     lo = 0
     while i < hi:
         day_start = (ts_h[i] // 24) * 24
-        day_end = day_start + 24
         while lo < i and ts_h[lo] < day_start - lookback_hours:
             lo += 1
+        # consecutive days whose warm-up starts at the same bar (short input) share one pass:
+        # the chain from one seed is the same computation, so the values are identical
         j = i
-        while j < hi and ts_h[j] < day_end:
+        while j < hi:
+            day = (ts_h[j] // 24) * 24
+            if day != day_start:
+                next_lo = lo
+                while next_lo < j and ts_h[next_lo] < day - lookback_hours:
+                    next_lo += 1
+                if next_lo != lo:
+                    break
+                day_start = day
             j += 1
         if family == 1:
             mtf_range(ts_h, rows[1], rows[2], rows[3], lo, i, j, out, row0 + i - first, col0)
