@@ -15,6 +15,7 @@ from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_senti
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
 from pipeline_assets.assets.models import direction_model_xgboost, online_model_river, training_dataset
+from pipeline_assets.assets.state_vectors import ml_state_vectors, raw_orderbook
 from pipeline_assets.automation.alerts import failed_check_alert_sensor, failed_run_alert_sensor
 from pipeline_assets.automation.jobs import (
     inference_job,
@@ -36,9 +37,11 @@ from pipeline_assets.resources import MarketDataResource, WarehouseResource
 ASSETS = [
     raw_ohlcv,
     raw_sentiment,
+    raw_orderbook,
     ml_features_ohlcv,
     ml_features_sentiment,
     ml_labels,
+    ml_state_vectors,
     training_dataset,
     direction_model_xgboost,
     online_model_river,
@@ -50,7 +53,15 @@ ASSETS = [
 ]
 # Daily-partitioned assets in dependency order (the backfill CLI's default selection).
 DAILY_ASSET_NAMES = tuple(a.key.to_user_string() for a in ASSETS if getattr(a, "partitions_def", None) is not None)
-INGESTION_ASSET_NAMES = ("raw_ohlcv", "raw_sentiment", "ml_features_ohlcv", "ml_features_sentiment", "ml_labels")
+INGESTION_ASSET_NAMES = (
+    "raw_ohlcv",
+    "raw_sentiment",
+    "raw_orderbook",
+    "ml_features_ohlcv",
+    "ml_features_sentiment",
+    "ml_labels",
+    "ml_state_vectors",
+)
 INFERENCE_ASSET_NAMES = ("ml_predictions", "trading_signals", "dashboard_data", "model_performance")
 
 # Declarative automation: new or corrected days flow from ingestion to dashboard rows. On by

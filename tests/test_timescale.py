@@ -31,6 +31,8 @@ TIME_SERIES_TABLES = {
     "dashboard_data",
     "online_model_learned_rows",
     "model_performance",
+    "raw_orderbook",
+    "ml_state_vector_rows",
 }
 
 
@@ -100,7 +102,7 @@ def test_every_table_with_a_time_column_is_a_hypertable(timescale_database_url):
                 JOIN pg_namespace n ON n.oid = c.relnamespace
                 JOIN pg_attribute a ON a.attrelid = c.oid AND NOT a.attisdropped
                 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-                  AND a.attname IN ('ts', 'published_at') AND a.atttypid = 'timestamptz'::regtype
+                  AND a.attname IN ('ts', 'published_at', 'snapshot_at') AND a.atttypid = 'timestamptz'::regtype
                 """
             )
         }

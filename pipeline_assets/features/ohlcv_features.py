@@ -89,11 +89,12 @@ def ohlcv_family_array(open_, high, low, close, volume, out: np.ndarray | None =
     arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close, volume)]
     n = arrays[0].shape[0]
     if any(a.shape != (n,) for a in arrays):
-        raise FeatureInputError(f"open/high/low/close/volume must be 1-D of one length, got {[a.shape for a in arrays]}")
+        shapes = [a.shape for a in arrays]
+        raise FeatureInputError(f"open/high/low/close/volume must be 1-D of one length, got {shapes}")
     if out is None:
         out = np.empty((n, len(FEATURE_COLUMNS)))
     elif out.shape != (n, len(FEATURE_COLUMNS)) or out.dtype != np.float64:
-        raise FeatureInputError(f"out must be float64 of shape {(n, len(FEATURE_COLUMNS))}, got {out.dtype} {out.shape}")
+        want = (n, len(FEATURE_COLUMNS))
+        raise FeatureInputError(f"out must be float64 of shape {want}, got {out.dtype} {out.shape}")
     ind.ohlcv_family_range(*arrays, 0, 0, n, out, 0)
     return out
-

@@ -301,20 +301,26 @@ class StateVectorBuilder:
     def last_build_info_for(self, array: np.ndarray) -> dict:
         return dict(self._info_by_id.get(id(array), {}))
 
-    def raw_rows(self, ohlcv_data, start_hour: int, end_hour: int) -> tuple[np.ndarray, dict]:
-        """Un-normalised rows (float64, ``layout_spec.used_width`` columns) for the hours
-        [start_hour, end_hour] (hours since the epoch), without books or portfolio. Row values
-        equal those of ``build`` for the same hours (the asset stores these)."""
-        inputs, _ = self._inputs(ohlcv_data, None, need_rows=1, end_hour=end_hour)
+    def raw_rows(self, ohlcv_data, start_hour: int, end_hour: int, orderbook_data=None) -> tuple[np.ndarray, dict]:
+        """Un-normalised rows (float64, ``layout_spec.raw_columns``) for the hours
+        [start_hour, end_hour] (hours since the epoch); ``orderbook_data`` maps symbol to a list of
+        timestamped snapshots, each placed on the hour of the bar that closed last before it. No
+        portfolio. A symbol without bars in the range is all missing hours (filled and flagged),
+        not an error. Row values equal those of ``build`` for the same hours (the asset stores
+        these and normalises windows on read)."""
+        if end_hour < start_hour:
+            raise ValueError(f"end_hour {end_hour} < start_hour {start_hour}")
+        inputs, _ = self._inputs(ohlcv_data, None, need_rows=0, end_hour=end_hour)
         self._check_order(inputs)
         grid_start = start_hour - GRID_EXTENSION_HOURS
+        n_rows = end_hour - grid_start + 1
         earliest = (grid_start // 24) * 24 - max(MTF_LOOKBACK_HOURS, OHLCV_LOOKBACK_HOURS)
         for item in inputs:
             item.lo = int(np.searchsorted(item.ts, earliest * item.per_hour, side="left"))
-        info = self._raw_rows(inputs, grid_start, end_hour - grid_start + 1)
-        rows = self._rows[GRID_EXTENSION_HOURS : end_hour - grid_start + 1].copy()
-        zero_book_and_portfolio(rows, self._layout)
-        return rows, info
+        info = self._raw_rows(inputs, grid_start, n_rows, allow_missing=True)
+        extended = self._rows[:n_rows]
+        info.update(self._place_books(extended, grid_start, orderbook_data, None))
+        return extended[GRID_EXTENSION_HOURS:].copy(), info
 
     def normalise_windows(self, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """Vectors (len(ends), window, 768) float32 from stored raw rows: ``rows[e - window + 1 : e + 1]``
@@ -414,7 +420,7 @@ class StateVectorBuilder:
         parts.append(_portfolio_key(portfolio_state))
         return tuple(parts)
 
-    def _raw_rows(self, inputs, grid_start: int, n_rows: int) -> dict:
+    def _raw_rows(self, inputs, grid_start: int, n_rows: int, allow_missing: bool = False) -> dict:
         layout = self._layout
         if self._rows.shape[0] < n_rows:
             self._rows = np.empty((n_rows, layout.raw_width))
@@ -434,7 +440,7 @@ class StateVectorBuilder:
             if status != k.OK:
                 self._raise_bad_value(item, status, index, column)
             first = int(np.searchsorted(ts_h[:count], grid_start, side="left"))
-            if first == count:
+            if first == count and not allow_missing:
                 raise ValueError(
                     f"{item.symbol}: no bar between {_utc_label(grid_start + GRID_EXTENSION_HOURS)} and "
                     f"{_utc_label(grid_start + n_rows)}"
@@ -456,7 +462,7 @@ class StateVectorBuilder:
                 col + OFF_FILLED,
             )
             window_missing = int(np.count_nonzero(rows[GRID_EXTENSION_HOURS:, col + OFF_FILLED]))
-            if raise_nan and window_missing:
+            if raise_nan and window_missing and not allow_missing:
                 gap = GRID_EXTENSION_HOURS + int(np.argmax(rows[GRID_EXTENSION_HOURS:, col + OFF_FILLED]))
                 raise ValueError(
                     f"{item.symbol}: column 'close' has no bar at {_utc_label(grid_start + gap)} (fill_method='raise')"

@@ -27,6 +27,9 @@ WAREHOUSE_TABLES = (
     "model_performance",
     "model_artifact_ledger",
     "training_datasets",
+    "raw_orderbook",
+    "state_vector_layouts",
+    "ml_state_vector_rows",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
