@@ -79,16 +79,36 @@ class ConfigurationError(ValueError):
     (so `dagster definitions validate` and the UI show it), not in the first run."""
 
 
+MARKET_SOURCES = ("synthetic", "csv", "exchange")
+
+
 def market_resource_from_env() -> MarketDataResource:
+    """PIPELINE_MARKET_SOURCE = synthetic | csv | exchange (default: csv when PIPELINE_CSV_DIR is
+    set, else synthetic); for the exchange PIPELINE_EXCHANGE (a ccxt id, default binance) and
+    PIPELINE_MARKET_TYPE (spot | swap)."""
     csv_directory = os.environ.get("PIPELINE_CSV_DIR")
-    if csv_directory is not None and not os.path.isdir(csv_directory):
+    source = (os.environ.get("PIPELINE_MARKET_SOURCE") or ("csv" if csv_directory else "synthetic")).strip().lower()
+    if source not in MARKET_SOURCES:
+        raise ConfigurationError(f"PIPELINE_MARKET_SOURCE={source!r}: expected one of {MARKET_SOURCES}")
+    if source == "csv" and (csv_directory is None or not os.path.isdir(csv_directory)):
         raise ConfigurationError(
             f"PIPELINE_CSV_DIR={csv_directory!r} is not a directory (unset it for the synthetic market)"
         )
+    exchange_id = (os.environ.get("PIPELINE_EXCHANGE") or "binance").strip().lower()
+    market_type = (os.environ.get("PIPELINE_MARKET_TYPE") or "spot").strip().lower()
+    if source == "exchange":
+        import ccxt
+
+        if exchange_id not in ccxt.exchanges:
+            raise ConfigurationError(f"PIPELINE_EXCHANGE={exchange_id!r} is not a ccxt exchange id")
+        if market_type not in ("spot", "swap"):
+            raise ConfigurationError(f"PIPELINE_MARKET_TYPE={market_type!r}: expected spot or swap")
     return MarketDataResource(
-        ohlcv_source="csv" if csv_directory else "synthetic",
-        csv_directory=csv_directory,
+        ohlcv_source=source,
+        csv_directory=csv_directory if source == "csv" else None,
         synthetic_seed=int(os.environ.get("PIPELINE_SYNTHETIC_SEED", "7")),
+        exchange_id=exchange_id,
+        market_type=market_type if market_type in ("spot", "swap") else "spot",
     )
 
 

@@ -47,11 +47,15 @@ class WarehouseResource(ConfigurableResource):
 
 
 class MarketDataResource(ConfigurableResource):
-    """Where bars and headlines come from: the deterministic synthetic market or a CSV directory."""
+    """Where bars, books and headlines come from: the deterministic synthetic market, a CSV
+    directory, or an exchange's public REST API through ccxt (``exchange_id``, ``market_type``
+    spot or swap = USDT-margined perpetual; no credentials)."""
 
-    ohlcv_source: Literal["synthetic", "csv"] = "synthetic"
+    ohlcv_source: Literal["synthetic", "csv", "exchange"] = "synthetic"
     csv_directory: str | None = None
     synthetic_seed: int = 7
+    exchange_id: str = "binance"
+    market_type: Literal["spot", "swap"] = "spot"
 
     _market: SyntheticMarket = PrivateAttr()
 
@@ -63,7 +67,15 @@ class MarketDataResource(ConfigurableResource):
     def ohlcv(self) -> OhlcvSource:
         if self.ohlcv_source == "csv":
             return CsvDirectorySource(Path(self.csv_directory))
+        if self.ohlcv_source == "exchange":
+            return self.exchange()
         return self._market
+
+    def exchange(self):
+        """The ccxt exchange source (one per call: it holds the exchange's rate-limit state)."""
+        from pipeline_assets.sources.exchange import ExchangeSource
+
+        return ExchangeSource(exchange_id=self.exchange_id, market_type=self.market_type)
 
     def headlines(self) -> HeadlineSource:
         return self._market

@@ -43,6 +43,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_database):
         "0002_timescale.timescale.sql",
         "0003_timescale_aggregates.timescale.sql",
         "0008_timescale_hypertables.timescale.sql",
+        "0025_state_vectors_hypertables.timescale.sql",
     }
     second = migrate(fresh_database)
     # skipped Timescale files stay skipped (and are retried) while the server has no TimescaleDB

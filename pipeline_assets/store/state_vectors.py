@@ -127,23 +127,31 @@ def read_vectors(
 
 
 def write_orderbook(
-    conn: psycopg.Connection, snapshots: pd.DataFrame, start: datetime, end: datetime, source: str
+    conn: psycopg.Connection, snapshots: pd.DataFrame, start: datetime, end: datetime, source: str, replace: bool = True
 ) -> int:
-    """Replace this source's snapshots with snapshot_at in [start, end) by ``snapshots``."""
+    """Replace this source's snapshots with snapshot_at in [start, end) by ``snapshots`` (a
+    re-generable source), or with ``replace=False`` add them to what was collected before (a live
+    book is seen once; a snapshot already stored is kept). Returns the rows written."""
     symbols = sorted(set(snapshots["symbol"])) if len(snapshots) else []
-    conn.execute(
-        "DELETE FROM raw_orderbook WHERE source = %s AND snapshot_at >= %s AND snapshot_at < %s AND symbol = ANY(%s)",
-        (source, start, end, symbols),
-    )
+    if replace:
+        conn.execute(
+            "DELETE FROM raw_orderbook WHERE source = %s AND snapshot_at >= %s AND snapshot_at < %s "
+            "AND symbol = ANY(%s)",
+            (source, start, end, symbols),
+        )
     if snapshots.empty:
         return 0
-    with conn.cursor() as cur, cur.copy(f"COPY raw_orderbook ({', '.join(ORDERBOOK_COLUMNS)}) FROM STDIN") as copy:
+    target = "raw_orderbook"
+    if not replace:
+        target = "raw_orderbook_incoming"
+        conn.execute(f"CREATE TEMP TABLE {target} (LIKE raw_orderbook INCLUDING DEFAULTS) ON COMMIT DROP")
+    with conn.cursor() as cur, cur.copy(f"COPY {target} ({', '.join(ORDERBOOK_COLUMNS)}) FROM STDIN") as copy:
         for row in snapshots[list(ORDERBOOK_COLUMNS[:-1])].itertuples(index=False):
             copy.write_row(
                 (
                     row.symbol,
                     row.venue,
-                    row.snapshot_at.to_pydatetime(),
+                    pd.Timestamp(row.snapshot_at).to_pydatetime(),
                     list(map(float, row.bid_prices)),
                     list(map(float, row.bid_sizes)),
                     list(map(float, row.ask_prices)),
@@ -151,7 +159,13 @@ def write_orderbook(
                     source,
                 )
             )
-    return len(snapshots)
+    if replace:
+        return len(snapshots)
+    inserted = conn.execute(
+        f"INSERT INTO raw_orderbook SELECT * FROM {target} ON CONFLICT (symbol, venue, snapshot_at) DO NOTHING"
+    ).rowcount
+    conn.execute(f"DROP TABLE {target}")
+    return inserted
 
 
 def read_orderbook(
