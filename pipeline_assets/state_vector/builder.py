@@ -27,10 +27,11 @@ as the miss that built it (no copy: ~0.5 MB per entry); copy it to modify it.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import marshal
 import math
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
@@ -178,6 +179,39 @@ def _float_column(symbol: str, name: str, values) -> np.ndarray:
     return array
 
 
+_EXTRACTED: dict = {}
+
+
+def _extract(symbol: str, frame) -> tuple:
+    """(timestamps as int64, units per hour, open, high, low, close, volume) without copying.
+    Remembered per DataFrame while the object, its block manager and its blocks are the same
+    ones: values changed in place stay visible through the views (and change the content hash);
+    any pandas operation that replaces a block gives a new manager or block tuple, hence a new
+    extraction."""
+    if isinstance(frame, pd.DataFrame):
+        manager = frame._mgr
+        hit = _EXTRACTED.get(id(frame))
+        if hit is not None and hit[0]() is frame and hit[1] is manager and hit[2] is manager.blocks:
+            return hit[3]
+    columns = _frame_columns(symbol, frame)
+    ts_values = columns.get("timestamp", columns.get("ts"))
+    missing = [c for c in PRICE_COLUMNS if c not in columns]
+    if ts_values is None:
+        missing.append("timestamp")
+    if missing:
+        raise ValueError(f"{symbol}: missing columns {missing}")
+    ts, per_hour = _timestamps(symbol, ts_values)
+    values = tuple(_float_column(symbol, c, columns[c]) for c in PRICE_COLUMNS)
+    if any(a.shape[0] != ts.shape[0] for a in values):
+        raise ValueError(f"{symbol}: columns have different lengths")
+    extracted = (ts, per_hour, *values)
+    if isinstance(frame, pd.DataFrame) and all(v.base is not None or v.flags.owndata for v in values):
+        if len(_EXTRACTED) > 256:
+            _EXTRACTED.clear()
+        _EXTRACTED[id(frame)] = (weakref.ref(frame), manager, manager.blocks, extracted)
+    return extracted
+
+
 class StateVectorBuilder:
     def __init__(self, config: StateVectorConfig | None = None):
         self.config = config or StateVectorConfig()
@@ -252,7 +286,7 @@ class StateVectorBuilder:
         grid_start = grid_end - window + 1 - GRID_EXTENSION_HOURS
         earliest = (grid_start // 24) * 24 - max(MTF_LOOKBACK_HOURS, OHLCV_LOOKBACK_HOURS)
         for item in inputs:
-            item.lo = int(np.searchsorted(item.ts, earliest * item.per_hour, side="left"))
+            item.lo = int(item.ts.searchsorted(earliest * item.per_hour, side="left"))
         key = None
         if self.config.use_cache and out is None:
             key = self._cache_key(inputs, grid_end, orderbook_data, portfolio_state)
@@ -316,7 +350,7 @@ class StateVectorBuilder:
         n_rows = end_hour - grid_start + 1
         earliest = (grid_start // 24) * 24 - max(MTF_LOOKBACK_HOURS, OHLCV_LOOKBACK_HOURS)
         for item in inputs:
-            item.lo = int(np.searchsorted(item.ts, earliest * item.per_hour, side="left"))
+            item.lo = int(item.ts.searchsorted(earliest * item.per_hour, side="left"))
         info = self._raw_rows(inputs, grid_start, n_rows, allow_missing=True)
         extended = self._rows[:n_rows]
         info.update(self._place_books(extended, grid_start, orderbook_data, None))
@@ -369,21 +403,12 @@ class StateVectorBuilder:
         inputs = []
         grid_end = -(2**62)
         for symbol in symbols:
-            columns = _frame_columns(symbol, ohlcv_data[symbol])
-            ts_values = columns.get("timestamp", columns.get("ts"))
-            missing = [c for c in PRICE_COLUMNS if c not in columns]
-            if ts_values is None:
-                missing.append("timestamp")
-            if missing:
-                raise ValueError(f"{symbol}: missing columns {missing}")
-            ts, per_hour = _timestamps(symbol, ts_values)
-            item = _SymbolInput(symbol, ts, per_hour, *(_float_column(symbol, c, columns[c]) for c in PRICE_COLUMNS))
-            if any(a.shape[0] != ts.shape[0] for a in (item.o, item.h, item.l, item.c, item.v)):
-                raise ValueError(f"{symbol}: columns have different lengths")
+            item = _SymbolInput(symbol, *_extract(symbol, ohlcv_data[symbol]))
+            ts, per_hour = item.ts, item.per_hour
             if last_closed is None:
                 item.hi = ts.shape[0]
             else:
-                item.hi = int(np.searchsorted(ts, last_closed * per_hour, side="right"))
+                item.hi = int(ts.searchsorted(last_closed * per_hour, side="right"))
             if item.hi < need:
                 when = f"closed by {_utc_label(last_closed + 1)}" if last_closed is not None else "given"
                 raise ValueError(
@@ -653,12 +678,14 @@ def _book_key(orderbook_data):
     if not orderbook_data:
         return None
     parts = []
-    chain = itertools.chain.from_iterable
     for symbol, snapshots in orderbook_data.items():
-        for snapshot in [snapshots] if isinstance(snapshots, Mapping) else snapshots:
+        for snapshot in (snapshots,) if type(snapshots) is dict or isinstance(snapshots, Mapping) else snapshots:
             parts.append(symbol)
-            parts.append(tuple(chain(snapshot.get("bids") or ())))
-            parts.append(tuple(chain(snapshot.get("asks") or ())))
+            for side in (snapshot.get("bids"), snapshot.get("asks")):
+                try:
+                    parts.append(marshal.dumps(side))  # exact bytes of plain lists of floats
+                except ValueError:  # numpy arrays, Decimals...: their values, as a tuple
+                    parts.append(tuple(tuple(map(float, level)) for level in side or ()))
             parts.append(snapshot.get("timestamp"))
     return tuple(parts)
 

@@ -36,17 +36,34 @@ def _mix(acc, x):
 
 @njit(cache=True)
 def digest(ts_raw, o, h, l, c, v, lo, hi, seed):  # noqa: E741
-    """64-bit content hash of rows [lo, hi): splitmix64 mixing of every value's bits, so any
-    changed bit (a corrected bar) changes the key."""
-    acc = _mix(np.uint64(seed), np.uint64(hi - lo))
+    """64-bit content hash of rows [lo, hi): six independent multiply-xorshift lanes (one per
+    column, so the CPU overlaps them) over every value's bits, folded with splitmix64. Any changed
+    bit (a corrected bar) changes the key; not meant to resist adversarial collisions."""
+    k = np.uint64(0x9E3779B97F4A7C15)
+    s31 = np.uint64(31)
     ov, hv, lv, cv, vv = o.view(np.uint64), h.view(np.uint64), l.view(np.uint64), c.view(np.uint64), v.view(np.uint64)
+    a0 = np.uint64(seed)
+    a1 = a0 + np.uint64(1)
+    a2 = a0 + np.uint64(2)
+    a3 = a0 + np.uint64(3)
+    a4 = a0 + np.uint64(4)
+    a5 = a0 + np.uint64(5)
     for i in range(lo, hi):
-        acc = _mix(acc, np.uint64(ts_raw[i]))
-        acc = _mix(acc, ov[i])
-        acc = _mix(acc, hv[i])
-        acc = _mix(acc, lv[i])
-        acc = _mix(acc, cv[i])
-        acc = _mix(acc, vv[i])
+        a0 = (a0 ^ np.uint64(ts_raw[i])) * k
+        a0 ^= a0 >> s31
+        a1 = (a1 ^ ov[i]) * k
+        a1 ^= a1 >> s31
+        a2 = (a2 ^ hv[i]) * k
+        a2 ^= a2 >> s31
+        a3 = (a3 ^ lv[i]) * k
+        a3 ^= a3 >> s31
+        a4 = (a4 ^ cv[i]) * k
+        a4 ^= a4 >> s31
+        a5 = (a5 ^ vv[i]) * k
+        a5 ^= a5 >> s31
+    acc = _mix(np.uint64(seed), np.uint64(hi - lo))
+    for lane in (a0, a1, a2, a3, a4, a5):
+        acc = _mix(acc, lane)
     return acc
 
 
