@@ -317,10 +317,17 @@ def test_cache_is_keyed_by_content_bounded_and_counted():
     assert corrected is not first and not np.array_equal(corrected, first)
     fresh = StateVectorBuilder(StateVectorConfig(use_cache=False)).build(data, {"BTCUSDT": book()}, PORTFOLIO)
     assert np.array_equal(corrected, fresh)
+    # so is a column replaced by assignment (pandas swaps the block under the same object)
+    data["ETHUSDT"]["volume"] = data["ETHUSDT"]["volume"] * 2.0
+    replaced = builder.build(data, {"BTCUSDT": book()}, PORTFOLIO)
+    assert np.array_equal(
+        replaced, StateVectorBuilder(StateVectorConfig(use_cache=False)).build(data, {"BTCUSDT": book()}, PORTFOLIO)
+    )
+    assert not np.array_equal(replaced, corrected)
     # a different book or portfolio is a different key too
     assert builder.build(data, {"BTCUSDT": book(100.5)}, PORTFOLIO) is not corrected
-    assert builder.cache_misses == 3 and len(builder._cache) == 2  # LRU bound
-    assert builder.metrics()["cache_hit_rate"] == pytest.approx(1 / 4)
+    assert builder.cache_misses == 4 and len(builder._cache) == 2  # LRU bound
+    assert builder.metrics()["cache_hit_rate"] == pytest.approx(1 / 5)
 
 
 def test_stored_rows_and_windows_equal_in_memory_builds():
