@@ -50,7 +50,8 @@ dev: dagster-home
 # A user's own history: make backfill START=2019-04-01 END=2019-06-30 [SYMBOLS=BTCUSD,ETHUSD] [CSV_DIR=dir]
 backfill: dagster-home
 	$(BIN)/python -m pipeline_assets backfill --start $(START) --end $(END) \
-		$(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(CSV_DIR),--source csv --csv-dir $(CSV_DIR))
+		$(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(CSV_DIR),--source csv --csv-dir $(CSV_DIR)) \
+		$(if $(SOURCE),--source $(SOURCE))
 
 # Every asset check the UI shows, on a small window of the whole graph; exit 1 on ERROR failures.
 ci-checks: dagster-home

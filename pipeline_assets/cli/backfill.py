@@ -1,7 +1,8 @@
 """Asset backfills driven from the command line, recorded in the Dagster instance like a UI backfill.
 
     python -m pipeline_assets backfill --start 2019-04-01 --end 2019-06-30 \
-        [--symbols BTCUSD,ETHUSD] [--source csv --csv-dir DIR] [--select raw_ohlcv,ml_features_ohlcv,...]
+        [--symbols BTCUSD,ETHUSD] [--source synthetic|exchange|csv [--csv-dir DIR]]
+        [--select raw_ohlcv,ml_features_ohlcv,...]
 
 The backfill is created with Dagster's own `PartitionBackfill` (so `make dev` shows it under
 Backfills with its runs, per-partition materialisations and check results) and executed by
@@ -97,8 +98,10 @@ def configure_environment(
         if not directory.is_dir():
             raise BackfillError(f"--csv-dir {directory} is not a directory")
         os.environ["PIPELINE_CSV_DIR"] = str(directory.resolve())
-    elif source == "synthetic":
+        os.environ["PIPELINE_MARKET_SOURCE"] = "csv"
+    elif source in ("synthetic", "exchange"):
         os.environ.pop("PIPELINE_CSV_DIR", None)
+        os.environ["PIPELINE_MARKET_SOURCE"] = source
     if database_url:
         os.environ["PIPELINE_DATABASE_URL"] = database_url
     loaded = sys.modules.get("pipeline_assets.partitions")
@@ -309,7 +312,10 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--end", required=True, type=date.fromisoformat, help="last day, YYYY-MM-DD")
     parser.add_argument("--symbols", help="comma separated (default: PIPELINE_SYMBOLS or the built-in four)")
     parser.add_argument(
-        "--source", choices=["synthetic", "csv"], help="bar source (default: PIPELINE_CSV_DIR set -> csv)"
+        "--source",
+        choices=["synthetic", "csv", "exchange"],
+        help="bar source (default: PIPELINE_MARKET_SOURCE, else csv when PIPELINE_CSV_DIR is set, else synthetic); "
+        "exchange reads PIPELINE_EXCHANGE and PIPELINE_MARKET_TYPE",
     )
     parser.add_argument("--csv-dir", help="directory with SYMBOL.csv or SYMBOL/*.csv (with --source csv)")
     parser.add_argument("--select", help="comma separated asset names (default: every daily asset)")
