@@ -12,11 +12,13 @@ from dagster import DagsterInstance
 from dagster_helpers import count, metadata_of, run_assets
 
 from pipeline_assets.assets.state_vectors import STATE_LOOKBACK_DAYS, state_vector_config
+from pipeline_assets.features.ohlcv_features import FEATURE_COLUMNS
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.state_vector import StateVectorBuilder
 from pipeline_assets.store.db import connect
+from pipeline_assets.store.frames import read_frame
 from pipeline_assets.store.state_vectors import MissingStateRows, read_orderbook, read_vectors
-from pipeline_assets.store.warehouse import read_ohlcv, truncate_all
+from pipeline_assets.store.warehouse import OHLCV_FEATURE_COLUMNS_SQL, read_ohlcv, truncate_all
 
 FIRST = datetime(2024, 1, 1, tzinfo=UTC)
 RAW_DAYS = 44
@@ -107,3 +109,24 @@ def test_a_one_day_run_stores_the_same_rows_as_the_range_run(stored):
         ).fetchall()
     assert [bytes(r[1]) for r in before] == [bytes(r[1]) for r in after]
     assert len(after) == 6 * 24
+
+
+def test_stored_indicator_columns_equal_the_feature_table(stored):
+    url = stored["url"]
+    run_assets(
+        ["ml_features_ohlcv"], url, instance=stored["instance"], partition_range=(VECTOR_DAYS[0], VECTOR_DAYS[-1])
+    )
+    builder = StateVectorBuilder(state_vector_config())
+    spec = builder.layout_spec
+    with connect(url) as conn:
+        stored_rows = conn.execute("SELECT ts, raw_row FROM ml_state_vector_rows ORDER BY ts").fetchall()
+        features = read_frame(
+            conn,
+            f"SELECT ts, {OHLCV_FEATURE_COLUMNS_SQL} FROM ml_features_ohlcv WHERE symbol = 'ETHUSDT' ORDER BY ts",
+        )
+    rows = np.frombuffer(b"".join(bytes(r[1]) for r in stored_rows), dtype="<f8").reshape(
+        len(stored_rows), spec.raw_width
+    )
+    columns = [spec.raw_columns.index(f"ETHUSDT.ind.{c}") for c in FEATURE_COLUMNS]
+    by_ts = features.set_index("ts").loc[[pd.Timestamp(r[0]) for r in stored_rows], list(FEATURE_COLUMNS)]
+    assert np.array_equal(rows[:, columns], by_ts.to_numpy())

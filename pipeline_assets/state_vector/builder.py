@@ -594,7 +594,14 @@ class StateVectorBuilder:
         info.update(build_ms=self.build_time_ms, cache_hit=hit)
         self.last_build = info
         if self.config.log_build_time:
-            log.debug("state vector built in %.3f ms (cache %s)", self.build_time_ms, "hit" if hit else "miss")
+            log.info(
+                "state vector built in %.3f ms (cache %s, hit rate %.3f over %d builds, %d slow)",
+                self.build_time_ms,
+                "hit" if hit else "miss",
+                self.cache_hit_rate,
+                self.builds,
+                self.slow_builds,
+            )
         if self.build_time_ms > self.config.slow_threshold_ms:
             self.slow_builds += 1
             if self.config.warn_slow_build:
