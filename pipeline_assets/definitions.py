@@ -15,6 +15,7 @@ from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_senti
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
 from pipeline_assets.assets.models import direction_model_xgboost, online_model_river, training_dataset
+from pipeline_assets.assets.patterns import ml_patterns
 from pipeline_assets.assets.state_vectors import ml_state_vectors, raw_orderbook
 from pipeline_assets.automation.alerts import failed_check_alert_sensor, failed_run_alert_sensor
 from pipeline_assets.automation.jobs import (
@@ -42,6 +43,7 @@ ASSETS = [
     ml_features_sentiment,
     ml_labels,
     ml_state_vectors,
+    ml_patterns,
     training_dataset,
     direction_model_xgboost,
     online_model_river,
@@ -61,6 +63,7 @@ INGESTION_ASSET_NAMES = (
     "ml_features_sentiment",
     "ml_labels",
     "ml_state_vectors",
+    "ml_patterns",
 )
 INFERENCE_ASSET_NAMES = ("ml_predictions", "trading_signals", "dashboard_data", "model_performance")
 

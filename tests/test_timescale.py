@@ -33,6 +33,7 @@ TIME_SERIES_TABLES = {
     "model_performance",
     "raw_orderbook",
     "ml_state_vector_rows",
+    "ml_patterns",
 }
 
 

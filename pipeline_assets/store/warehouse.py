@@ -30,6 +30,7 @@ WAREHOUSE_TABLES = (
     "raw_orderbook",
     "state_vector_layouts",
     "ml_state_vector_rows",
+    "ml_patterns",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
