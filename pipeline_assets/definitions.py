@@ -11,6 +11,7 @@ from dagster import (
     in_process_executor,
 )
 
+from pipeline_assets.assets.families import ml_features_cross_asset, ml_features_mtf
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
@@ -44,6 +45,8 @@ ASSETS = [
     ml_labels,
     ml_state_vectors,
     ml_patterns,
+    ml_features_mtf,
+    ml_features_cross_asset,
     training_dataset,
     direction_model_xgboost,
     online_model_river,
@@ -64,6 +67,8 @@ INGESTION_ASSET_NAMES = (
     "ml_labels",
     "ml_state_vectors",
     "ml_patterns",
+    "ml_features_mtf",
+    "ml_features_cross_asset",
 )
 INFERENCE_ASSET_NAMES = ("ml_predictions", "trading_signals", "dashboard_data", "model_performance")
 

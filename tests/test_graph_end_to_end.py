@@ -311,6 +311,13 @@ def test_the_model_was_trained_from_a_registered_dataset_and_retrains_bit_for_bi
     assert set(written["class_counts"]) <= {"0", "1", "2"} and written["dependencies"]["xgboost-cpu"] != "absent"
     frame = artifacts.read_training_dataset(record)
     assert frame["matured_at"].max() < TRAIN_END
+    # the model's feature set is in the registry, with the family versions it combines
+    from pipeline_assets.store.feature_sets import registered
+
+    with connect(url) as conn:
+        entry = registered(conn, model.feature_set_id)
+    assert entry["kind"] == "model" and set(entry["families"]) == {"ohlcv", "sentiment"}
+    assert entry["columns"] == list(frame.columns.intersection(entry["columns"]))
 
     # the same dataset trains the same model, byte for byte
     again = run_assets(

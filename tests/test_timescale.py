@@ -34,6 +34,8 @@ TIME_SERIES_TABLES = {
     "raw_orderbook",
     "ml_state_vector_rows",
     "ml_patterns",
+    "ml_features_mtf",
+    "ml_features_cross_asset",
 }
 
 

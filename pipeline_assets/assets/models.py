@@ -21,6 +21,7 @@ from pydantic import Field
 
 from pipeline_assets.assets._common import ML_OWNERS, WAREHOUSE_POOL, transient_only, utc_now
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
+from pipeline_assets.features.families import MODEL_FAMILIES
 from pipeline_assets.ml import direction_xgb, online_river
 from pipeline_assets.ml.dataset import (
     MODEL_FEATURE_COLUMNS,
@@ -33,6 +34,7 @@ from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store import artifacts
 from pipeline_assets.store import models as registry
+from pipeline_assets.store.feature_sets import register_model_feature_set
 from pipeline_assets.store.frames import upsert_frame
 from pipeline_assets.store.warehouse import read_labelled_model_inputs, read_unlearned_rows
 
@@ -129,6 +131,7 @@ def training_dataset(context: AssetExecutionContext, config: DatasetConfig, ware
             allow_retries=False,
         )
     with warehouse.transaction() as conn:
+        register_model_feature_set(conn, MODEL_FEATURE_SET_ID, MODEL_FAMILIES)
         record = artifacts.write_training_dataset(
             conn,
             complete,

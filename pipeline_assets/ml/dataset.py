@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline_assets.contracts.versioning import content_id
-from pipeline_assets.features.ohlcv_features import FEATURE_COLUMNS as OHLCV_FEATURE_COLUMNS
-from pipeline_assets.features.ohlcv_features import FEATURE_SET_ID as OHLCV_FEATURE_SET_ID
-from pipeline_assets.features.sentiment import SENTIMENT_FEATURE_COLUMNS, SENTIMENT_FEATURE_SET_ID
+from pipeline_assets.features.families import FAMILIES, MODEL_FAMILIES, model_feature_columns
 
-MODEL_FEATURE_COLUMNS: tuple[str, ...] = (*OHLCV_FEATURE_COLUMNS, *SENTIMENT_FEATURE_COLUMNS)
+# Derived from the family declarations (features/families.py); with the OHLCV and sentiment
+# families this is the id models were stored with before families were declared.
+MODEL_FEATURE_COLUMNS: tuple[str, ...] = model_feature_columns(MODEL_FAMILIES)
 MODEL_FEATURE_SET_ID = content_id(
     "inputs-v1",
-    {"ohlcv": OHLCV_FEATURE_SET_ID, "sentiment": SENTIMENT_FEATURE_SET_ID, "columns": MODEL_FEATURE_COLUMNS},
+    {**{name: FAMILIES[name].feature_set_id for name in MODEL_FAMILIES}, "columns": MODEL_FEATURE_COLUMNS},
 )
 
 
@@ -23,10 +23,7 @@ class DatasetError(ValueError):
 def check_feature_sets(frame: pd.DataFrame) -> None:
     """Refuse rows computed by another feature-set version: mixing them would train or predict
     on features that mean something else."""
-    expected = {
-        "ohlcv_feature_set_id": OHLCV_FEATURE_SET_ID,
-        "sentiment_feature_set_id": SENTIMENT_FEATURE_SET_ID,
-    }
+    expected = {f"{name}_feature_set_id": FAMILIES[name].feature_set_id for name in MODEL_FAMILIES}
     for column, wanted in expected.items():
         if column not in frame.columns:
             raise DatasetError(f"model input frame lacks {column}")

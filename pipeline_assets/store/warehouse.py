@@ -31,6 +31,9 @@ WAREHOUSE_TABLES = (
     "state_vector_layouts",
     "ml_state_vector_rows",
     "ml_patterns",
+    "feature_sets",
+    "ml_features_mtf",
+    "ml_features_cross_asset",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
@@ -133,25 +136,40 @@ def read_signals(conn: psycopg.Connection, symbols: Sequence[str], start: dateti
     )
 
 
+def model_inputs_sql(names: Sequence[str] | None = None) -> str:
+    """The model input join generated from the family declarations: the first family's table is
+    the base (its rows define the model's rows), the others are LEFT JOINed on (symbol, ts) and
+    may be absent (NULL); tables keyed by feature_set_id are filtered to the declared version.
+    Every feature is read as float8; each family's id comes along as <family>_feature_set_id."""
+    from pipeline_assets.features.families import FAMILIES, MODEL_FAMILIES
+
+    names = list(names or MODEL_FAMILIES)
+    aliases = {name: f"f{i}" for i, name in enumerate(names)}
+    base = aliases[names[0]]
+    select = [f"{base}.symbol", f"{base}.ts"]
+    joins = [f"FROM {FAMILIES[names[0]].table} {base}"]
+    for name in names:
+        alias, family = aliases[name], FAMILIES[name]
+        select.append(f"{alias}.feature_set_id AS {name}_feature_set_id")
+        select.extend(f"{alias}.{c}::float8 AS {c}" for c in family.columns)
+        if alias != base:
+            on = f"{alias}.symbol = {base}.symbol AND {alias}.ts = {base}.ts"
+            if name in VERSIONED_FAMILIES:
+                on += f" AND {alias}.feature_set_id = '{family.feature_set_id}'"
+            joins.append(f"LEFT JOIN {family.table} {alias} ON {on}")
+    where = f"WHERE {base}.symbol = ANY(%s) AND {base}.ts >= %s AND {base}.ts < %s"
+    if names[0] in VERSIONED_FAMILIES:
+        where += f" AND {base}.feature_set_id = '{FAMILIES[names[0]].feature_set_id}'"
+    return f"SELECT {', '.join(select)} {' '.join(joins)} {where} ORDER BY {base}.ts, {base}.symbol"
+
+
+# Families whose tables key rows by feature_set_id (several versions may coexist).
+VERSIONED_FAMILIES = frozenset({"mtf", "cross_asset"})
+
+
 def read_model_inputs(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
-    """OHLCV and sentiment features joined on (symbol, ts); sentiment may be absent (NaN)."""
-    return read_frame(
-        conn,
-        f"""
-        SELECT f.symbol, f.ts, f.feature_set_id AS ohlcv_feature_set_id,
-               s.feature_set_id AS sentiment_feature_set_id, {
-            ", ".join("f." + c.strip() for c in OHLCV_FEATURE_COLUMNS_SQL.split(","))
-        },
-               s.sentiment_mean_6h, s.sentiment_mean_24h, s.sentiment_min_6h, s.sentiment_max_6h,
-               s.headline_count_6h::float8 AS headline_count_6h,
-               s.headline_count_24h::float8 AS headline_count_24h
-        FROM ml_features_ohlcv f
-        LEFT JOIN ml_features_sentiment s ON s.symbol = f.symbol AND s.ts = f.ts
-        WHERE f.symbol = ANY(%s) AND f.ts >= %s AND f.ts < %s
-        ORDER BY f.ts, f.symbol
-        """,
-        (list(symbols), start, end),
-    )
+    """The model families' features joined on (symbol, ts) (see model_inputs_sql)."""
+    return read_frame(conn, model_inputs_sql(), (list(symbols), start, end))
 
 
 def read_labelled_model_inputs(
