@@ -36,6 +36,7 @@ TIME_SERIES_TABLES = {
     "ml_patterns",
     "ml_features_mtf",
     "ml_features_cross_asset",
+    "raw_ohlcv_history",
 }
 
 

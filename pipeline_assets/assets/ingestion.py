@@ -45,6 +45,7 @@ from pipeline_assets.resources import MarketDataResource, WarehouseResource
 from pipeline_assets.sources.base import SourceDataMissing, SourceError
 from pipeline_assets.store.frames import upsert_frame
 from pipeline_assets.store.quarantine import replace_quarantine_many
+from pipeline_assets.store.revisions import stamp_and_archive
 from pipeline_assets.store.warehouse import read_ohlcv
 from pipeline_assets.store.watermarks import record_watermarks
 
@@ -206,6 +207,9 @@ def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, mark
     with warehouse.transaction() as conn:
         quarantined = sum(replace_quarantine_many(conn, "raw_ohlcv", to_quarantine).values())
         rows = valid.assign(source=source.name)[OHLCV_COLUMNS_STORED]
+        # a first version became known when its bar closed; a restated bar now (the previous
+        # version moves to raw_ohlcv_history, for point-in-time reads)
+        rows, restated = stamp_and_archive(conn, rows, rows["ts"] + pd.Timedelta(hours=1))
         stats = upsert_frame(conn, "raw_ohlcv", rows, ["symbol", "ts"])
         per_key_rows = rows.groupby([rows["ts"].dt.strftime("%Y-%m-%d"), rows["symbol"]]).size().to_dict()
         watermarks = []
@@ -284,6 +288,7 @@ def raw_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResource, mark
             {
                 **frame_metadata(stored),
                 **stats_metadata(stats),
+                "bars_restated": MetadataValue.int(restated),
                 "days_in_run": MetadataValue.int(len(window.days)),
                 "source": source.name,
                 "quarantined_rows_in_run": MetadataValue.int(quarantined),
@@ -340,6 +345,8 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
         for day, group in _by_day(rejected, "ts", window.days[0]).items():
             rejected_by_key[symbol_day_key(day, symbol)] = group
     scored = pd.concat(scored_frames, ignore_index=True)[SENTIMENT_COLUMNS]
+    # headlines are known when published (sources give no later publication time)
+    scored = scored.assign(available_at=scored["published_at"])
     per_key = scored.groupby([scored["published_at"].dt.strftime("%Y-%m-%d"), scored["symbol"]]).size().to_dict()
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "raw_sentiment", scored, ["symbol", "published_at", "headline_id"])

@@ -139,6 +139,13 @@ OHLCV_CONTRACT = ContractSpec(
         ColumnSpec("volume", "double precision", "Traded volume, >= 0", "base currency"),
         ColumnSpec("source", "text", "Source name (synthetic, csv, exchange id)"),
         ColumnSpec("vendor_filled", "boolean", "Zero volume and open = high = low = close: an outage filled"),
+        ColumnSpec(
+            "available_at",
+            "timestamp with time zone",
+            "When these values became known: the bar's close for a first version, the ingestion time of a "
+            "restatement (earlier versions are in raw_ohlcv_history)",
+            nullable=True,
+        ),
     ),
     rules=(
         RuleSpec("no_nan", "Every price and the volume are finite (no NaN, inf or overflow).", "ERROR", _non_finite),

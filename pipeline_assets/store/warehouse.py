@@ -34,6 +34,7 @@ WAREHOUSE_TABLES = (
     "feature_sets",
     "ml_features_mtf",
     "ml_features_cross_asset",
+    "raw_ohlcv_history",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
