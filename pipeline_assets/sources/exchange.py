@@ -94,6 +94,12 @@ def make_exchange(exchange_id: str = "binance", market_type: str = "spot") -> cc
         chosen = [t for t in wanted if t in fetch_markets["types"]][:1]
         if chosen:
             fetch_markets["types"] = chosen
+    replay = os.environ.get("PIPELINE_EXCHANGE_REPLAY")
+    if replay:
+        # offline: answer ccxt's requests from recorded responses (sources/replay.py)
+        from pipeline_assets.sources.replay import load_replay
+
+        exchange.session = load_replay(replay)
     return exchange
 
 
