@@ -15,10 +15,8 @@ and models were stored with). The model's feature set combines the ids of the fa
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -187,13 +185,3 @@ def feature_set_payload(names: Sequence[str] = MODEL_FAMILIES) -> dict:
         "columns": list(model_feature_columns(names)),
         "params": {n: FAMILIES[n].params for n in names},
     }
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

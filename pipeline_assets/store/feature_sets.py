@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pipeline_assets.features.families import FAMILIES, FeatureFamily, feature_set_payload, git_commit
+from pipeline_assets.features.families import FAMILIES, FeatureFamily, feature_set_payload
+from pipeline_assets.store.artifacts import git_commit
 
 
 def register_family(conn: psycopg.Connection, family: FeatureFamily) -> str:
