@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, build_sensor_context
@@ -342,3 +343,27 @@ def test_the_model_was_trained_from_a_registered_dataset_and_retrains_bit_for_bi
     )
     failure = refused.get_step_failure_events()[0].step_failure_data.error.message
     assert "refusing to train on altered data" in failure
+
+
+def test_the_in_process_predictor_gives_ml_predictions_numbers(graph):
+    from pipeline_assets.serving import Predictor, PredictorError
+    from pipeline_assets.store.warehouse import read_model_inputs, read_predictions
+
+    url = graph["url"]
+    start = datetime.fromisoformat(PREDICT_DAYS[0]).replace(tzinfo=UTC)
+    end = start + timedelta(days=1)
+    with connect(url) as conn:
+        stored = read_predictions(conn, SYMBOLS, start, end, MODEL_NAME).sort_values(["ts", "symbol"])
+        inputs = read_model_inputs(conn, SYMBOLS, start, end)
+    model_id = int(stored["model_id"].iloc[0])
+    predictor = Predictor.from_warehouse(url, model_id=model_id)
+    assert predictor.member.model_id == model_id and len(predictor.member.sha256) == 64
+    rows = inputs.merge(stored[["symbol", "ts"]], on=["symbol", "ts"]).sort_values(["ts", "symbol"])
+    proba = predictor.predict_batch(rows)
+    expected = stored[["prob_sell", "prob_hold", "prob_buy"]].to_numpy()
+    np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-12)
+    one = predictor.predict(rows.iloc[5][list(predictor.feature_columns)].to_dict())
+    assert one.probabilities["BUY"] == pytest.approx(expected[5, 2], abs=1e-12)
+    assert one.confidence == max(one.probabilities.values()) and one.members == ((MODEL_NAME, model_id),)
+    with pytest.raises(PredictorError, match="rsi_14"):
+        predictor.predict({**rows.iloc[0][list(predictor.feature_columns)].to_dict(), "rsi_14": float("nan")})
