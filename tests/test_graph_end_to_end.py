@@ -264,6 +264,7 @@ def test_drift_sensor_requests_a_retrain_only_when_realised_loss_exceeds_held_ou
     with connect(url) as conn:
         champion = registry.champion(conn, MODEL_NAME)
     reference = champion.metrics["test"]["log_loss"]
+    days = [f"2024-03-{d:02d}" for d in range(13, 19)]
 
     def tick():
         context = build_sensor_context(resources={"warehouse": WarehouseResource(database_url=url)})
@@ -272,20 +273,22 @@ def test_drift_sensor_requests_a_retrain_only_when_realised_loss_exceeds_held_ou
     def set_days(log_loss):
         with connect(url) as conn, conn.transaction():
             conn.execute("DELETE FROM model_performance WHERE day >= '2024-03-13'")
-            for day in ("2024-03-13", "2024-03-14", "2024-03-15"):
+            for day in days:
                 conn.execute(
                     "INSERT INTO model_performance (day, model_name, model_id, matured_rows, accuracy, log_loss, "
-                    "majority_accuracy, reference_log_loss) VALUES (%s, %s, %s, 96, 0.4, %s, 0.4, %s)",
+                    "log_loss_std, majority_accuracy, reference_log_loss) "
+                    "VALUES (%s, %s, %s, 96, 0.4, %s, 0.5, 0.4, %s)",
                     (day, MODEL_NAME, champion.model_id, log_loss, reference),
                 )
 
     try:
-        set_days(reference * 1.01)
+        # 96 rows a day of overlapping 4h labels = 24 effective rows; std 0.5 -> standard error 0.102
+        set_days(reference + 0.05)  # half a standard error a day: within the CUSUM's allowance
         assert isinstance(tick(), SkipReason)
-        set_days(reference * 1.20)
+        set_days(reference + 0.25)  # 2.4 standard errors a day for 6 days
         request = tick()
-        assert request.run_key == f"drift-retrain|{champion.model_id}|2024-03-15"
-        assert request.tags["trigger"] == "performance_drift"
+        assert request.run_key == f"drift-retrain|{champion.model_id}|2024-03-18"
+        assert request.tags["trigger"] == "performance_drift" and "CUSUM" in request.tags["drift_reason"]
         assert "training_dataset" in request.run_config["ops"]
     finally:
         with connect(url) as conn, conn.transaction():

@@ -19,7 +19,7 @@ from pipeline_assets.assets.models import retrain_run_config
 from pipeline_assets.automation.alerts import send_alert
 from pipeline_assets.automation.jobs import online_update_job, retrain_job
 from pipeline_assets.ml.direction_xgb import MODEL_NAME
-from pipeline_assets.ml.performance import detect_drift
+from pipeline_assets.ml.drift import performance_cusum
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import read_frame
@@ -69,18 +69,19 @@ def labelled_rows_sensor(context: SensorEvaluationContext):
 
 @sensor(job=retrain_job, minimum_interval_seconds=3600)
 def performance_drift_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
-    """Retrain when the champion's realised log loss over the last evaluated days exceeds its own
-    held-out log loss by more than the tolerance (see ml/performance.py)."""
+    """Retrain when a CUSUM of the champion's realised daily log loss over its own held-out log
+    loss, standardised with overlapping labels counted once per horizon, crosses its threshold
+    (ml/drift.py; false-alarm rate measured in benchmarks/bench_drift.py)."""
     with warehouse.transaction() as conn:
         current = registry.champion(conn, MODEL_NAME)
         if current is None:
             return SkipReason(f"no {MODEL_NAME} champion yet")
         history = read_frame(
             conn,
-            "SELECT day, matured_rows, log_loss FROM model_performance WHERE model_id = %s ORDER BY day",
+            "SELECT day, matured_rows, log_loss, log_loss_std FROM model_performance WHERE model_id = %s ORDER BY day",
             (current.model_id,),
         )
-    decision = detect_drift(history, float(current.metrics["test"]["log_loss"]))
+    decision = performance_cusum(history, float(current.metrics["test"]["log_loss"]))
     if not decision.drifted:
         return SkipReason(f"model {current.model_id}: {decision.reason}")
     last_day = history["day"].max()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss
@@ -11,7 +9,6 @@ from sklearn.metrics import log_loss
 from pipeline_assets.ml.labels import BUY, HOLD, SELL
 
 PROBABILITY_COLUMNS = ("prob_sell", "prob_hold", "prob_buy")
-DRIFT_PARAMS = {"window_days": 3, "min_rows": 150, "tolerance": 0.05}
 
 
 def evaluate_predictions(frame: pd.DataFrame) -> dict:
@@ -29,6 +26,10 @@ def evaluate_predictions(frame: pd.DataFrame) -> dict:
         "matured_rows": int(len(y)),
         "accuracy": float((frame["predicted_direction"].to_numpy() == y).mean()),
         "log_loss": float(log_loss(y, proba, labels=[SELL, HOLD, BUY])),
+        # per-row spread of the loss: the drift detector's standard error (ml/drift.py)
+        "log_loss_std": float(np.std(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-15, 1.0)), ddof=1))
+        if len(y) > 1
+        else float("nan"),
         "majority_accuracy": float(majority),
     }
 
@@ -55,33 +56,3 @@ def realised_baselines(frame: pd.DataFrame, model_metrics: dict) -> dict:
         else float("nan"),
         "persistence_rows": int(usable.sum()),
     }
-
-
-@dataclass(frozen=True)
-class DriftDecision:
-    drifted: bool
-    reason: str
-    window_log_loss: float | None
-    rows: int
-
-
-def detect_drift(history: pd.DataFrame, reference_log_loss: float, params: dict | None = None) -> DriftDecision:
-    """Drift when the row-weighted log loss of the latest ``window_days`` evaluated days exceeds the
-    model's own held-out log loss by more than ``tolerance`` (relative), on at least ``min_rows`` rows."""
-    params = params or DRIFT_PARAMS
-    if history.empty:
-        return DriftDecision(False, "no evaluated days yet", None, 0)
-    recent = history.sort_values("day").tail(int(params["window_days"]))
-    rows = int(recent["matured_rows"].sum())
-    if rows < params["min_rows"]:
-        return DriftDecision(False, f"only {rows} matured rows in the window (< {params['min_rows']})", None, rows)
-    window = float(np.average(recent["log_loss"], weights=recent["matured_rows"]))
-    limit = reference_log_loss * (1 + params["tolerance"])
-    if window > limit:
-        return DriftDecision(
-            True,
-            f"log loss {window:.4f} over {rows} rows > {limit:.4f} (held-out {reference_log_loss:.4f})",
-            window,
-            rows,
-        )
-    return DriftDecision(False, f"log loss {window:.4f} within {limit:.4f}", window, rows)
