@@ -72,3 +72,19 @@ def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
     )
     assert table["feature"].tolist() == ["b", "a"] and table["shifted"].tolist() == [True, False]
     assert np.isnan(psi(np.array([1.0, np.nan]), np.array([1.0])))
+
+
+def test_calibrated_psi_uses_the_training_windows_own_variation():
+    rng = np.random.default_rng(2)
+    ts = pd.date_range("2024-01-01", periods=24 * 40, freq="h", tz="UTC")
+    # a regime switch every 5 days inside the training window: PSI of a 5-day block is large
+    regime = np.repeat(rng.choice([0.5, 2.0], size=8), 24 * 5)
+    train = pd.DataFrame({"ts": ts, "x": rng.normal(0, 1, len(ts)) * regime})
+    high = int(np.argmax(regime[::120] == 2.0))  # a high-volatility block of the training window, replayed
+    recent_same = pd.DataFrame(
+        {"ts": ts[-120:] + pd.Timedelta(days=40), "x": train["x"].to_numpy()[high * 120 : high * 120 + 120]}
+    )
+    recent_new = pd.DataFrame({"ts": ts[-120:] + pd.Timedelta(days=40), "x": rng.normal(6, 1, 120)})
+    assert feature_psi(train, recent_same, ["x"], calibrate=False)["shifted"].item()  # raw PSI > 0.25
+    assert not feature_psi(train, recent_same, ["x"])["shifted"].item()  # seen inside training: no drift
+    assert feature_psi(train, recent_new, ["x"])["shifted"].item()

@@ -85,11 +85,16 @@ def test_model_is_a_verified_row_with_lineage(graph):
 def test_predictions_are_point_in_time_and_the_leakage_check_passes(graph):
     for result in graph["inference"]:
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        feature_drift = checks.pop("feature_drift")  # informative on 2 days; its content is tested below
         assert checks == {
             "model_trained_before_prediction_time": True,
             "probabilities_sum_to_one": True,
             "model_available": True,
+            "performance_drift": True,
         }
+        evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "feature_drift")
+        assert feature_drift == (evaluation.metadata["shifted_features"].value == [])
+        assert "rsi_14" in evaluation.metadata["psi"].value
     assert (
         count(
             graph["url"],

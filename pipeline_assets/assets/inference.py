@@ -32,11 +32,13 @@ from pipeline_assets.assets.ingestion import raw_ohlcv
 from pipeline_assets.assets.models import direction_model_xgboost
 from pipeline_assets.automation.conditions import correction_aware
 from pipeline_assets.ml import direction_xgb
-from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
+from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS, MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
+from pipeline_assets.ml.drift import CusumParams, feature_psi, performance_cusum
 from pipeline_assets.ml.performance import evaluate_predictions, realised_baselines
 from pipeline_assets.ml.signals import SIGNAL_RULE_ID, signals_from_probabilities, strategy_returns
 from pipeline_assets.partitions import SYMBOLS, day_window
 from pipeline_assets.resources import WarehouseResource
+from pipeline_assets.store import artifacts
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import read_frame, upsert_frame
 from pipeline_assets.store.warehouse import (
@@ -351,10 +353,28 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
     )
 
 
+PERFORMANCE_DRIFT_CHECK = "performance_drift"
+FEATURE_DRIFT_CHECK = "feature_drift"
+
+
 @daily_asset(
     group_name="monitoring",
     tags={"layer": "monitoring"},
     deps=[ml_predictions, ml_labels],
+    check_specs=[
+        AssetCheckSpec(
+            PERFORMANCE_DRIFT_CHECK,
+            asset="model_performance",
+            description="The CUSUM of each model's realised daily log loss over its held-out log loss (overlapping "
+            "labels counted once per horizon) is below its threshold (ml/drift.py; warns, the drift sensor retrains).",
+        ),
+        AssetCheckSpec(
+            FEATURE_DRIFT_CHECK,
+            asset="model_performance",
+            description="No model feature of the run's days has a population stability index above 0.25 against the "
+            "newest model's training dataset (warns).",
+        ),
+    ],
 )
 @transient_only
 def model_performance(context: AssetExecutionContext, warehouse: WarehouseResource):
@@ -382,7 +402,14 @@ def model_performance(context: AssetExecutionContext, warehouse: WarehouseResour
             (window.start, window.end, direction_xgb.MODEL_NAME),
         ).fetchone()
         if frame.empty:
-            return MaterializeResult(metadata={"predictions": predicted, "matured_rows": 0})
+            none = {"note": "no matured prediction in the run's days"}
+            return MaterializeResult(
+                metadata={"predictions": predicted, "matured_rows": 0},
+                check_results=[
+                    AssetCheckResult(check_name=PERFORMANCE_DRIFT_CHECK, passed=True, metadata=none),
+                    AssetCheckResult(check_name=FEATURE_DRIFT_CHECK, passed=True, metadata=none),
+                ],
+            )
         references = {int(m): registry.get_model(conn, int(m)) for m in frame["model_id"].unique()}
         rows = []
         for (day, model_id), group in frame.groupby(["day", "model_id"], sort=True):
@@ -399,6 +426,8 @@ def model_performance(context: AssetExecutionContext, warehouse: WarehouseResour
             )
         performance = pd.DataFrame(rows)
         stats = upsert_frame(conn, "model_performance", performance, ["day", "model_name", "model_id"])
+        drift_check = _performance_drift_check(conn, references)
+        feature_check = _feature_drift_check(conn, references, window)
     weights = performance["matured_rows"]
     add_day_metadata(
         context,
@@ -428,5 +457,54 @@ def model_performance(context: AssetExecutionContext, warehouse: WarehouseResour
                 float(np.average(performance["majority_accuracy"], weights=weights))
             ),
             "table": MetadataValue.md(performance.tail(31).to_markdown(index=False, floatfmt=".4f")),
-        }
+        },
+        check_results=[drift_check, feature_check],
+    )
+
+
+def _performance_drift_check(conn, references: dict) -> AssetCheckResult:
+    decisions = {}
+    for model_id, record in references.items():
+        history = read_frame(
+            conn,
+            "SELECT day, matured_rows, log_loss, log_loss_std FROM model_performance WHERE model_id = %s ORDER BY day",
+            (model_id,),
+        )
+        decisions[model_id] = performance_cusum(history, float(record.metrics["test"]["log_loss"]))
+    drifted = {m: d.reason for m, d in decisions.items() if d.drifted}
+    return AssetCheckResult(
+        check_name=PERFORMANCE_DRIFT_CHECK,
+        passed=not drifted,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "drifted_models": MetadataValue.json({str(m): r for m, r in drifted.items()}),
+            "statistics": MetadataValue.json({str(m): round(d.statistic, 3) for m, d in decisions.items()}),
+            "threshold": MetadataValue.float(CusumParams().threshold),
+        },
+    )
+
+
+def _feature_drift_check(conn, references: dict, window) -> AssetCheckResult:
+    newest = references[max(references)]
+    dataset_id = newest.params.get("training_dataset_id")
+    if dataset_id is None:
+        return AssetCheckResult(
+            check_name=FEATURE_DRIFT_CHECK,
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"note": f"model {newest.model_id} records no training dataset; nothing to compare with"},
+        )
+    train = artifacts.read_training_dataset(artifacts.get_training_dataset(conn, int(dataset_id)))
+    recent = read_model_inputs(conn, SYMBOLS, window.start, window.end)
+    table = feature_psi(train, recent, MODEL_FEATURE_COLUMNS)
+    shifted = table[table["shifted"]]
+    return AssetCheckResult(
+        check_name=FEATURE_DRIFT_CHECK,
+        passed=shifted.empty,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "model_id": MetadataValue.int(newest.model_id),
+            "shifted_features": MetadataValue.json(shifted["feature"].tolist()),
+            "psi": MetadataValue.md(table.to_markdown(index=False, floatfmt=".3f")),
+        },
     )
