@@ -226,6 +226,15 @@ def test_retraining_registers_a_new_version_compared_on_unseen_rows(graph):
     assert meta["version"] == 2
     assert meta["champion_comparison_rows"] >= 50
     assert isinstance(meta["champion_log_loss_on_unseen_test"], float)
+    # the decision and its figures are recorded; promotion needs a significant improvement
+    with connect(url) as conn:
+        promoted, rows, low, high, reason = conn.execute(
+            "SELECT promoted, compared_rows, ci_low, ci_high, reason FROM model_promotion_decisions "
+            "WHERE candidate_id = %s",
+            (meta["model_id"],),
+        ).fetchone()
+    assert rows == meta["champion_comparison_rows"] and low <= high and "interval" in reason
+    assert promoted == (high < 0) == (meta["status"] == "champion")
     assert (
         count(
             url, "SELECT count(*) FROM ml_models_metadata WHERE model_name = %s AND status = 'champion'", (MODEL_NAME,)

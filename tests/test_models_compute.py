@@ -79,10 +79,29 @@ def test_training_refuses_bad_frames(dataset):
         split_complete_rows(stale)
 
 
-def test_promotion_rule():
-    assert direction_xgb.should_promote(0.9, None)
-    assert direction_xgb.should_promote(0.9, 0.95)
-    assert not direction_xgb.should_promote(0.96, 0.95)
+def test_promotion_needs_a_significant_improvement_on_unseen_rows():
+    from pipeline_assets.ml.promotion import compare
+
+    rng = np.random.default_rng(4)
+    n = 2000
+    rows = pd.DataFrame(
+        {
+            "symbol": np.tile(["A", "B"], n // 2),
+            "ts": pd.date_range("2024-01-01", periods=n // 2, freq="h", tz="UTC").repeat(2),
+            "direction": rng.integers(0, 3, n),
+        }
+    )
+    y = rows["direction"].to_numpy()
+    flat = np.full((n, 3), 1 / 3)
+    informed = np.full((n, 3), 0.25)
+    informed[np.arange(n), y] = 0.5  # knows the answer a bit
+    assert compare(rows, informed, flat, 4, 0.95).promote
+    noisy = flat + rng.normal(0, 0.01, (n, 3))
+    noisy = np.abs(noisy) / np.abs(noisy).sum(axis=1, keepdims=True)
+    tie = compare(rows, noisy, flat, 4, 0.95)  # no real difference: the champion stays
+    assert not tie.promote and tie.ci_low < 0 < tie.ci_high + 0.01
+    assert not compare(rows, flat, informed, 4, 0.95).promote
+    assert not compare(rows.iloc[:10], informed[:10], flat[:10], 4, 0.95).promote
 
 
 def test_online_model_learns_each_row_and_survives_serialisation(dataset):

@@ -22,14 +22,15 @@ from pydantic import Field
 from pipeline_assets.assets._common import ML_OWNERS, WAREHOUSE_POOL, transient_only, utc_now
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.features.families import MODEL_FAMILIES
-from pipeline_assets.ml import direction_xgb, online_river
+from pipeline_assets.ml import direction_xgb, online_river, promotion
 from pipeline_assets.ml.dataset import (
     MODEL_FEATURE_COLUMNS,
     MODEL_FEATURE_SET_ID,
     DatasetError,
     split_complete_rows,
 )
-from pipeline_assets.ml.labels import LABEL_SET_ID
+from pipeline_assets.ml.labels import HORIZON_HOURS, LABEL_SET_ID
+from pipeline_assets.ml.promotion import PromotionDecision, promotion_level
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store import artifacts
@@ -223,7 +224,7 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             labels_matured_until=trained.labels_matured_until,
         )
         current = registry.champion(conn, direction_xgb.MODEL_NAME)
-        champion_loss, compared_rows = None, 0
+        level = promotion_level()
         problem = registry.verify_artifact(conn, current.model_id) if current is not None else None
         if problem is not None:
             # A champion whose artifact fails verification must not block every retrain: it is
@@ -232,24 +233,45 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             context.log.error(f"retiring the champion: {problem}")
             registry.retire_model(conn, current.model_id, f"artifact failed verification at retrain: {problem}")
             current = registry.champion(conn, direction_xgb.MODEL_NAME)
-        if current is not None:
-            # Score the champion only on test rows it cannot have trained on.
-            unseen = trained.test[trained.test["ts"] > pd.Timestamp(current.labels_matured_until)]
-            compared_rows = len(unseen)
-            if current.feature_set_id == MODEL_FEATURE_SET_ID and compared_rows >= 50:
-                _, artifact = registry.load_artifact(conn, current.model_id)
-                champion_model = direction_xgb.deserialize(artifact)
-                champion_loss = direction_xgb.evaluate(champion_model, unseen)["log_loss"]
-                candidate_loss = direction_xgb.evaluate(trained.model, unseen)["log_loss"]
-                promote = direction_xgb.should_promote(candidate_loss, champion_loss)
-            else:
-                # Another feature set cannot be compared, and too few unseen rows say nothing:
-                # a newer feature set wins; otherwise the champion stays.
-                promote = current.feature_set_id != MODEL_FEATURE_SET_ID
+        if current is None:
+            decision = PromotionDecision(True, "no champion yet: the first valid model becomes champion", 0, level)
+        elif current.feature_set_id != MODEL_FEATURE_SET_ID:
+            decision = PromotionDecision(
+                True, f"the champion uses feature set {current.feature_set_id}; this one the current features", 0, level
+            )
         else:
-            promote = True
-        if promote:
+            # Score both only on test rows the champion cannot have trained on.
+            unseen = trained.test[trained.test["ts"] > pd.Timestamp(current.labels_matured_until)]
+            _, artifact = registry.load_artifact(conn, current.model_id)
+            champion_model = direction_xgb.deserialize(artifact)
+            decision = promotion.compare(
+                unseen,
+                direction_xgb.predict_proba(trained.model, unseen) if len(unseen) else np.empty((0, 3)),
+                direction_xgb.predict_proba(champion_model, unseen) if len(unseen) else np.empty((0, 3)),
+                HORIZON_HOURS,
+                level,
+            )
+        if decision.promote:
             candidate = registry.promote_model(conn, candidate.model_id)
+        conn.execute(
+            "INSERT INTO model_promotion_decisions (model_name, candidate_id, champion_id, promoted, reason, "
+            "compared_rows, level, candidate_log_loss, champion_log_loss, difference, ci_low, ci_high) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                direction_xgb.MODEL_NAME,
+                candidate.model_id,
+                current.model_id if current is not None else None,
+                decision.promote,
+                decision.reason,
+                decision.rows,
+                decision.level,
+                decision.candidate_log_loss,
+                decision.champion_log_loss,
+                decision.difference,
+                decision.ci_low,
+                decision.ci_high,
+            ),
+        )
 
     test = trained.metrics["test"]
     report = trained.metrics["test_vs_baselines"]
@@ -273,10 +295,11 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             "beats_baselines": MetadataValue.bool(trained.metrics["test_vs_baselines"]["beats_baselines"]),
             "verdict": MetadataValue.text(trained.metrics["test_vs_baselines"]["verdict"]),
             "held_out_vs_baselines": MetadataValue.md(baseline_table(trained.metrics["test_vs_baselines"])),
-            "champion_log_loss_on_unseen_test": MetadataValue.float(champion_loss)
-            if champion_loss is not None
+            "promotion": MetadataValue.text(decision.reason),
+            "champion_log_loss_on_unseen_test": MetadataValue.float(decision.champion_log_loss)
+            if decision.champion_log_loss is not None
             else MetadataValue.text("n/a"),
-            "champion_comparison_rows": MetadataValue.int(compared_rows),
+            "champion_comparison_rows": MetadataValue.int(decision.rows),
             "feature_importance": MetadataValue.md(
                 pd.DataFrame(importance, columns=["feature", "gain_share"]).to_markdown(index=False, floatfmt=".4f")
             ),

@@ -199,9 +199,3 @@ def predict_proba(model: xgb.XGBClassifier, frame: pd.DataFrame) -> np.ndarray:
         raise TrainingError(f"model returned {proba.shape[1]} classes, expected {len(CLASSES)}")
     # XGBoost computes in float32; renormalise so stored rows sum to 1 in float64.
     return proba / proba.sum(axis=1, keepdims=True)
-
-
-def should_promote(candidate_test_log_loss: float, champion_test_log_loss: float | None) -> bool:
-    """Promote when there is no champion or the candidate is at least as good on the candidate's
-    own held-out test slice (the champion is re-scored on the same rows)."""
-    return champion_test_log_loss is None or candidate_test_log_loss <= champion_test_log_loss

@@ -35,6 +35,7 @@ WAREHOUSE_TABLES = (
     "ml_features_mtf",
     "ml_features_cross_asset",
     "raw_ohlcv_history",
+    "model_promotion_decisions",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
