@@ -156,6 +156,64 @@ def training_dataset(context: AssetExecutionContext, config: DatasetConfig, ware
     )
 
 
+def decide_promotion(context, conn, candidate, test_rows, predict_candidate, predict_with_artifact):
+    """Champion/challenger for ``candidate`` (a registered model): the first valid model of its
+    name becomes champion; a champion of another feature set gives way; otherwise the candidate
+    must beat the champion significantly on test rows the champion never trained on
+    (ml/promotion.py). A champion whose artifact fails verification is retired first. The
+    decision and its figures go to model_promotion_decisions. Returns (candidate, decision)."""
+    model_name = candidate.model_name
+    current = registry.champion(conn, model_name)
+    level = promotion_level()
+    problem = registry.verify_artifact(conn, current.model_id) if current is not None else None
+    if problem is not None:
+        # A champion whose artifact fails verification must not block every retrain: it is
+        # retired with the reason (an earlier verified version comes back if there is one),
+        # and this candidate is compared with whatever champion remains.
+        context.log.error(f"retiring the {model_name} champion: {problem}")
+        registry.retire_model(conn, current.model_id, f"artifact failed verification at retrain: {problem}")
+        current = registry.champion(conn, model_name)
+    if current is None:
+        decision = PromotionDecision(True, "no champion yet: the first valid model becomes champion", 0, level)
+    elif current.feature_set_id != candidate.feature_set_id:
+        decision = PromotionDecision(
+            True, f"the champion uses feature set {current.feature_set_id}; this one the current features", 0, level
+        )
+    else:
+        unseen = test_rows[test_rows["ts"] > pd.Timestamp(current.labels_matured_until)]
+        _, artifact = registry.load_artifact(conn, current.model_id)
+        empty = np.empty((0, 3))
+        decision = promotion.compare(
+            unseen,
+            predict_candidate(unseen) if len(unseen) else empty,
+            predict_with_artifact(artifact, unseen) if len(unseen) else empty,
+            HORIZON_HOURS,
+            level,
+        )
+    if decision.promote:
+        candidate = registry.promote_model(conn, candidate.model_id)
+    conn.execute(
+        "INSERT INTO model_promotion_decisions (model_name, candidate_id, champion_id, promoted, reason, "
+        "compared_rows, level, candidate_log_loss, champion_log_loss, difference, ci_low, ci_high) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            model_name,
+            candidate.model_id,
+            current.model_id if current is not None else None,
+            decision.promote,
+            decision.reason,
+            decision.rows,
+            decision.level,
+            decision.candidate_log_loss,
+            decision.champion_log_loss,
+            decision.difference,
+            decision.ci_low,
+            decision.ci_high,
+        ),
+    )
+    return candidate, decision
+
+
 @asset(
     group_name="models",
     kinds={"xgboost", "postgres"},
@@ -223,54 +281,13 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             train_end=trained.train_end,
             labels_matured_until=trained.labels_matured_until,
         )
-        current = registry.champion(conn, direction_xgb.MODEL_NAME)
-        level = promotion_level()
-        problem = registry.verify_artifact(conn, current.model_id) if current is not None else None
-        if problem is not None:
-            # A champion whose artifact fails verification must not block every retrain: it is
-            # retired with the reason (an earlier verified version comes back if there is one),
-            # and this candidate is compared with whatever champion remains.
-            context.log.error(f"retiring the champion: {problem}")
-            registry.retire_model(conn, current.model_id, f"artifact failed verification at retrain: {problem}")
-            current = registry.champion(conn, direction_xgb.MODEL_NAME)
-        if current is None:
-            decision = PromotionDecision(True, "no champion yet: the first valid model becomes champion", 0, level)
-        elif current.feature_set_id != MODEL_FEATURE_SET_ID:
-            decision = PromotionDecision(
-                True, f"the champion uses feature set {current.feature_set_id}; this one the current features", 0, level
-            )
-        else:
-            # Score both only on test rows the champion cannot have trained on.
-            unseen = trained.test[trained.test["ts"] > pd.Timestamp(current.labels_matured_until)]
-            _, artifact = registry.load_artifact(conn, current.model_id)
-            champion_model = direction_xgb.deserialize(artifact)
-            decision = promotion.compare(
-                unseen,
-                direction_xgb.predict_proba(trained.model, unseen) if len(unseen) else np.empty((0, 3)),
-                direction_xgb.predict_proba(champion_model, unseen) if len(unseen) else np.empty((0, 3)),
-                HORIZON_HOURS,
-                level,
-            )
-        if decision.promote:
-            candidate = registry.promote_model(conn, candidate.model_id)
-        conn.execute(
-            "INSERT INTO model_promotion_decisions (model_name, candidate_id, champion_id, promoted, reason, "
-            "compared_rows, level, candidate_log_loss, champion_log_loss, difference, ci_low, ci_high) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                direction_xgb.MODEL_NAME,
-                candidate.model_id,
-                current.model_id if current is not None else None,
-                decision.promote,
-                decision.reason,
-                decision.rows,
-                decision.level,
-                decision.candidate_log_loss,
-                decision.champion_log_loss,
-                decision.difference,
-                decision.ci_low,
-                decision.ci_high,
-            ),
+        candidate, decision = decide_promotion(
+            context,
+            conn,
+            candidate,
+            trained.test,
+            lambda rows: direction_xgb.predict_proba(trained.model, rows),
+            lambda artifact, rows: direction_xgb.predict_proba(direction_xgb.deserialize(artifact), rows),
         )
 
     test = trained.metrics["test"]
