@@ -11,6 +11,7 @@ from dagster import (
     in_process_executor,
 )
 
+from pipeline_assets.assets.ensemble import direction_model_linear, ml_ensemble_predictions
 from pipeline_assets.assets.families import ml_features_cross_asset, ml_features_mtf
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
@@ -49,8 +50,10 @@ ASSETS = [
     ml_features_cross_asset,
     training_dataset,
     direction_model_xgboost,
+    direction_model_linear,
     online_model_river,
     ml_predictions,
+    ml_ensemble_predictions,
     trading_signals,
     dashboard_data,
     model_performance,
@@ -70,7 +73,13 @@ INGESTION_ASSET_NAMES = (
     "ml_features_mtf",
     "ml_features_cross_asset",
 )
-INFERENCE_ASSET_NAMES = ("ml_predictions", "trading_signals", "dashboard_data", "model_performance")
+INFERENCE_ASSET_NAMES = (
+    "ml_predictions",
+    "ml_ensemble_predictions",
+    "trading_signals",
+    "dashboard_data",
+    "model_performance",
+)
 
 # Declarative automation: new or corrected days flow from ingestion to dashboard rows. On by
 # default (it only reacts to materialisations); the schedules that ingest are off by default.

@@ -58,7 +58,7 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
         temporary_home = tempfile.TemporaryDirectory(prefix="pipeline_demo_dagster_")
         os.environ["DAGSTER_HOME"] = temporary_home.name
     definitions = importlib.import_module("pipeline_assets.definitions")
-    from pipeline_assets.assets.models import retrain_run_config
+    from pipeline_assets.assets.models import RETRAINED_MODELS, retrain_run_config
     from pipeline_assets.automation.sensors import labelled_rows_sensor
     from pipeline_assets.store.db import connect
     from pipeline_assets.store.warehouse import table_counts
@@ -75,13 +75,13 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
     echo(f"predicting {len(predict_days)} out-of-sample days ...")
     targets: dict[str, list[str] | None] = {name: day_keys for name in definitions.INGESTION_ASSET_NAMES}
     targets["training_dataset"] = None
-    targets["direction_model_xgboost"] = None
+    targets.update({name: None for name in RETRAINED_MODELS})
     targets.update({name: predict_days for name in definitions.INFERENCE_ASSET_NAMES})
     outcome = run_asset_backfill(
         instance,
         targets,
         title=f"demo {day_keys[0]}..{day_keys[-1]} ({len(symbols)} symbols)",
-        run_config={**QUIET_RUNS, **retrain_run_config(cutoff, train_days=train_days)},
+        run_config={**QUIET_RUNS, **retrain_run_config(cutoff, train_days=train_days, models=RETRAINED_MODELS)},
         echo=echo,
     )
     if outcome.failed_runs or outcome.status != "COMPLETED_SUCCESS":

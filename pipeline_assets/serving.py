@@ -47,9 +47,7 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(
-        self, booster: xgb.Booster, member: Member, feature_columns: tuple[str, ...], iteration_range=(0, 0)
-    ):
+    def __init__(self, booster: xgb.Booster, member: Member, feature_columns: tuple[str, ...], iteration_range=(0, 0)):
         self._booster = booster
         self._iterations = iteration_range
         self.member = member

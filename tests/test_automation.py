@@ -57,7 +57,7 @@ def test_jobs_select_by_group_and_tag():
     ingestion = {k.to_user_string() for k in defs.resolve_job_def("ingestion_job").asset_layer.selected_asset_keys}
     assert ingestion == {"raw_ohlcv", "raw_sentiment", "raw_orderbook"}
     retrain = {k.to_user_string() for k in defs.resolve_job_def("retrain_job").asset_layer.selected_asset_keys}
-    assert retrain == {"training_dataset", "direction_model_xgboost"}
+    assert retrain == {"training_dataset", "direction_model_xgboost", "direction_model_linear"}
 
 
 def test_sensor_cursor_sees_every_new_label_materialisation_once(warehouse_url):

@@ -57,13 +57,22 @@ class TrainingConfig(Config):
     )
 
 
-def retrain_run_config(train_end: datetime | str, train_days: int | None = None, min_rows: int | None = None) -> dict:
-    """Run config of a retrain: the dataset's window and the model's settings."""
+RETRAINED_MODELS = ("direction_model_xgboost", "direction_model_linear")
+
+
+def retrain_run_config(
+    train_end: datetime | str,
+    train_days: int | None = None,
+    min_rows: int | None = None,
+    models: tuple[str, ...] = ("direction_model_xgboost",),
+) -> dict:
+    """Run config of a retrain: the dataset's window and the settings of each model in ``models``
+    (the assets the run selects; the retrain job selects RETRAINED_MODELS)."""
     dataset: dict = {"train_end": train_end if isinstance(train_end, str) else train_end.isoformat()}
     if train_days is not None:
         dataset["train_days"] = train_days
     model: dict = {} if min_rows is None else {"min_rows": min_rows}
-    return {"ops": {"training_dataset": {"config": dataset}, "direction_model_xgboost": {"config": model}}}
+    return {"ops": {"training_dataset": {"config": dataset}, **{name: {"config": dict(model)} for name in models}}}
 
 
 def baseline_table(report: dict) -> str:

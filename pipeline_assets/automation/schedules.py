@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from dagster import RunRequest, ScheduleEvaluationContext, schedule
 
-from pipeline_assets.assets.models import retrain_run_config
+from pipeline_assets.assets.models import RETRAINED_MODELS, retrain_run_config
 from pipeline_assets.automation.jobs import ingestion_job, retrain_job, warehouse_checks_job
 from pipeline_assets.ml.labels import HORIZON_HOURS
 
@@ -39,7 +39,7 @@ def daily_retrain_schedule(context: ScheduleEvaluationContext):
     when = context.scheduled_execution_time
     return RunRequest(
         run_key=f"retrain|{when.strftime('%Y-%m-%d')}",
-        run_config=retrain_run_config(when),
+        run_config=retrain_run_config(when, models=RETRAINED_MODELS),
     )
 
 

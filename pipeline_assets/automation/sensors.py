@@ -15,7 +15,7 @@ from dagster import (
     sensor,
 )
 
-from pipeline_assets.assets.models import retrain_run_config
+from pipeline_assets.assets.models import RETRAINED_MODELS, retrain_run_config
 from pipeline_assets.automation.alerts import send_alert
 from pipeline_assets.automation.jobs import online_update_job, retrain_job
 from pipeline_assets.ml.direction_xgb import MODEL_NAME
@@ -89,6 +89,6 @@ def performance_drift_sensor(context: SensorEvaluationContext, warehouse: Wareho
     send_alert("drift", f"{MODEL_NAME} model {current.model_id}: performance drift, retrain requested", decision.reason)
     return RunRequest(
         run_key=f"drift-retrain|{current.model_id}|{last_day}",
-        run_config=retrain_run_config(now),
+        run_config=retrain_run_config(now, models=RETRAINED_MODELS),
         tags={"trigger": "performance_drift", "drift_reason": decision.reason[:200]},
     )

@@ -36,6 +36,7 @@ WAREHOUSE_TABLES = (
     "ml_features_cross_asset",
     "raw_ohlcv_history",
     "model_promotion_decisions",
+    "member_breakers",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (

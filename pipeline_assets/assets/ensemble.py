@@ -1,0 +1,379 @@
+"""The second member and the ensemble.
+
+- ``direction_model_linear``: the scikit-learn multinomial logistic regression on train-only
+  scaled features (ml/linear_model.py), trained from the same registered training dataset as the
+  XGBoost member, stored as JSON parameters, promoted by the same significance test.
+- ``ml_ensemble_predictions``: for every closed hour of the run's days, the linear member's own
+  point-in-time predictions (model name ``direction_linear``) and the ensemble's rows (model name
+  ``direction_ensemble``) in ``ml_predictions``. Members run behind circuit breakers (state in
+  ``member_breakers``): an exception, a failed artifact check or invalid output opens the
+  member's breaker and leaves it out of that day, never failing the day. The ensemble weights of a
+  day are fitted only on member predictions whose labels matured before the day began (linear
+  pool, ml/ensemble.py); a weights set is registered as a model version (its artifact is the
+  weights JSON, its labels_matured_until the newest label used), so the leakage check covers
+  ensemble rows too. With no usable member, the rows fall back to the class priors of the labels
+  matured before the day, with ``fallback_used`` saying so.
+"""
+
+import contextlib
+import json
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from psycopg.types.json import Jsonb
+
+from pipeline_assets.assets._common import (
+    ML_OWNERS,
+    TRANSIENT_RETRY,
+    WAREHOUSE_POOL,
+    add_day_metadata,
+    closed_bars_end,
+    daily_asset,
+    run_metadata,
+    run_window,
+    transient_only,
+    utc_now,
+)
+from pipeline_assets.assets.inference import ml_predictions
+from pipeline_assets.assets.models import TrainingConfig, decide_promotion, training_dataset
+from pipeline_assets.ml import breakers, direction_xgb, ensemble, linear_model
+from pipeline_assets.ml.baselines import class_priors
+from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
+from pipeline_assets.ml.direction_xgb import TrainingError
+from pipeline_assets.ml.labels import LABEL_SET_ID
+from pipeline_assets.partitions import SYMBOLS, day_window
+from pipeline_assets.resources import WarehouseResource
+from pipeline_assets.store import artifacts
+from pipeline_assets.store import models as registry
+from pipeline_assets.store.frames import read_frame, upsert_frame
+from pipeline_assets.store.warehouse import read_leaking_predictions, read_model_inputs
+
+ENSEMBLE_NAME = "direction_ensemble"
+MEMBERS = (direction_xgb.MODEL_NAME, linear_model.MODEL_NAME)
+BREAKERS_CHECK = "no_open_breakers"
+LEAKAGE_CHECK = "model_trained_before_prediction_time"
+BREAKER_CONFIG = breakers.BreakerConfig()
+PROBABILITIES = ["prob_sell", "prob_hold", "prob_buy"]
+
+
+@asset(
+    kinds={"scikit-learn", "postgres"},
+    code_version="1",
+    owners=ML_OWNERS,
+    tags={"trigger": "retrain", "layer": "models"},
+    pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
+    deps=[training_dataset],
+)
+@transient_only
+def direction_model_linear(context: AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource):
+    """The linear member, trained on the newest registered training dataset (or ``dataset_id``),
+    registered with its parameters as JSON and promoted only by a significant improvement."""
+    params = linear_model.LinearTrainingParams(min_rows=config.min_rows)
+    with warehouse.transaction() as conn:
+        try:
+            dataset = (
+                artifacts.get_training_dataset(conn, config.dataset_id)
+                if config.dataset_id is not None
+                else artifacts.latest_training_dataset(conn)
+            )
+        except artifacts.ArtifactError as exc:
+            raise Failure(f"direction_model_linear: {exc}", allow_retries=False) from exc
+    if dataset is None:
+        raise Failure(
+            "direction_model_linear: no training dataset yet; materialise training_dataset", allow_retries=False
+        )
+    try:
+        trained = linear_model.train_linear_model(artifacts.read_training_dataset(dataset), params)
+    except (artifacts.ArtifactError, DatasetError, TrainingError) as exc:
+        raise Failure(f"direction_model_linear: {exc} (dataset {dataset.dataset_id})", allow_retries=False) from exc
+    with warehouse.transaction() as conn:
+        candidate = registry.register_model(
+            conn,
+            model_name=linear_model.MODEL_NAME,
+            artifact=trained.artifact,
+            format=linear_model.ARTIFACT_FORMAT,
+            feature_set_id=MODEL_FEATURE_SET_ID,
+            label_set_id=LABEL_SET_ID,
+            model_version_hash=params.version_hash(),
+            params={
+                "feature_columns": list(params.feature_columns),
+                "symbols": list(SYMBOLS),
+                "training_dataset_id": dataset.dataset_id,
+                "training_dataset_sha256": dataset.sha256,
+                "C": trained.model.c,
+            },
+            metrics=trained.metrics,
+            train_start=trained.train_start,
+            train_end=trained.train_end,
+            labels_matured_until=trained.labels_matured_until,
+        )
+        candidate, decision = decide_promotion(
+            context,
+            conn,
+            candidate,
+            trained.test,
+            lambda rows: linear_model.predict_proba(trained.model, rows),
+            lambda artifact, rows: linear_model.predict_proba(linear_model.deserialize(artifact), rows),
+        )
+    report = trained.metrics["test_vs_baselines"]
+    return MaterializeResult(
+        metadata={
+            "model_id": MetadataValue.int(candidate.model_id),
+            "status": MetadataValue.text(candidate.status),
+            "test_log_loss": MetadataValue.float(trained.metrics["test"]["log_loss"]),
+            "beats_baselines": MetadataValue.bool(bool(report["beats_baselines"])),
+            "verdict": MetadataValue.text(report["verdict"]),
+            "promotion": MetadataValue.text(decision.reason),
+        }
+    )
+
+
+def _member_frame(member: str, proba: np.ndarray, rows: pd.DataFrame) -> pd.DataFrame:
+    frame = rows[["symbol", "ts"]].reset_index(drop=True).copy()
+    frame[PROBABILITIES] = proba
+    return frame
+
+
+def _load_states(conn) -> dict[str, dict]:
+    return {m: s for m, s in conn.execute("SELECT member, state FROM member_breakers").fetchall()}
+
+
+@daily_asset(
+    group_name="inference",
+    kinds={"postgres", "scikit-learn"},
+    tags={"layer": "inference"},
+    deps=[ml_predictions, direction_model_linear],
+    check_specs=[
+        AssetCheckSpec(
+            BREAKERS_CHECK,
+            asset="ml_ensemble_predictions",
+            description="No ensemble member's circuit breaker is open or half-open after the run (warns; an open "
+            "member is left out of the ensemble, its reason in the metadata).",
+        ),
+        AssetCheckSpec(
+            LEAKAGE_CHECK,
+            asset="ml_ensemble_predictions",
+            blocking=True,
+            description="Every member and ensemble row was made by a model (or weights set) whose labels all "
+            "matured before the predicted hour; checked inside the write transaction.",
+        ),
+    ],
+)
+@transient_only
+def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: WarehouseResource):
+    """Linear-member and ensemble probabilities for every symbol and closed hour of the run's days,
+    point-in-time, with members behind circuit breakers and a class-priors fallback."""
+    window = run_window(context)
+    end = closed_bars_end(window.end)
+    lookback = timedelta(hours=ensemble.EnsembleParams().lookback_hours)
+    with warehouse.transaction() as conn:
+        inputs = read_model_inputs(conn, SYMBOLS, window.start, end)
+        history = read_frame(
+            conn,
+            "SELECT model_name AS member, symbol, ts, prob_sell, prob_hold, prob_buy FROM ml_predictions "
+            "WHERE model_name = ANY(%s) AND ts >= %s AND ts < %s ORDER BY ts, symbol",
+            (list(MEMBERS), window.start - lookback, end),
+        )
+        labels = read_frame(
+            conn,
+            "SELECT symbol, ts, direction, matured_at FROM ml_labels WHERE ts >= %s AND ts < %s ORDER BY ts, symbol",
+            (window.start - lookback, end),
+        )
+        states = _load_states(conn)
+        records = {}
+        for day in window.days:
+            with contextlib.suppress(registry.ModelNotFoundError):
+                records[day] = registry.model_for_prediction(conn, linear_model.MODEL_NAME, day_window(day)[0])
+        artifacts_by_id = {}
+        integrity_problems = {}
+        for record in {r.model_id: r for r in records.values()}.values():
+            try:
+                artifacts_by_id[record.model_id] = registry.load_artifact(conn, record.model_id)[1]
+            except registry.ArtifactIntegrityError as exc:
+                integrity_problems[record.model_id] = str(exc)
+    if inputs.empty:
+        raise Failure(
+            f"ml_ensemble_predictions {window.label}: no feature rows; materialise the features", allow_retries=False
+        )
+    complete, _ = split_complete_rows(inputs)
+    day_of = complete["ts"].dt.strftime("%Y-%m-%d")
+    member_rows, ensemble_rows, weights_models, fallbacks, skipped_all = [], [], {}, {}, {}
+    run_started = utc_now()
+    for day in window.days:
+        day_start = day_window(day)[0]
+        keys = complete[(day_of == day).to_numpy()]
+        if keys.empty:
+            continue
+
+        def linear_call(day=day, keys=keys):
+            record = records[day]
+            if record.model_id in integrity_problems:
+                raise breakers.MemberIntegrityError(integrity_problems[record.model_id])
+            model = linear_model.deserialize(artifacts_by_id[record.model_id])
+            return _member_frame(linear_model.MODEL_NAME, linear_model.predict_proba(model, keys), keys)
+
+        def xgb_call(day=day, keys=keys, day_start=day_start):
+            stored = history[(history["member"] == direction_xgb.MODEL_NAME) & (history["ts"] >= day_start)]
+            stored = stored[stored["ts"] < day_start + timedelta(days=1)]
+            if stored.empty:
+                raise LookupError(f"ml_predictions has no {direction_xgb.MODEL_NAME} rows for {day}")
+            return stored.drop(columns=["member"]).merge(keys[["symbol", "ts"]], on=["symbol", "ts"])
+
+        # a member without a model trained before the day is not a member that day (not a failure)
+        calls = {}
+        if day in records:
+            calls[linear_model.MODEL_NAME] = linear_call
+        if (history["member"] == direction_xgb.MODEL_NAME).any() or not calls:
+            calls[direction_xgb.MODEL_NAME] = xgb_call
+        absent = [m for m in MEMBERS if m not in calls]
+        run = breakers.run_members(
+            calls,
+            states,
+            run_started,  # breakers live on wall-clock time: a backfill of past days cannot rewind them
+            BREAKER_CONFIG,
+            integrity_errors=(breakers.MemberIntegrityError, registry.ArtifactIntegrityError),
+        )
+        states = run.states
+        skipped_all[day] = {
+            **{m: "no model trained before this day" for m in absent},
+            **run.skipped,
+            **{m: e["detail"] for m, e in run.events.items() if e["kind"] != "success"},
+        }
+        if linear_model.MODEL_NAME in run.predictions:
+            record = records[day]
+            member_rows.append(
+                run.predictions[linear_model.MODEL_NAME].assign(
+                    model_name=linear_model.MODEL_NAME, model_id=record.model_id
+                )
+            )
+        past = history[history["ts"] < day_start]
+        usable = sorted(run.predictions)
+        weights = ensemble.fit_weights(past[past["member"].isin(usable)], labels, day_start, usable) if usable else None
+        matured = labels[labels["matured_at"] < day_start]
+        priors = class_priors(matured["direction"].to_numpy()) if len(matured) else np.full(3, 1 / 3)
+        rows = breakers.fallback_chain(keys[["symbol", "ts"]], run.predictions, weights, None, priors)
+        fallbacks[day] = rows["fallback_used"].value_counts().to_dict()
+        weights_payload = weights.to_dict() if weights is not None else {"class_priors": priors.tolist()}
+        weights_models[day] = (weights_payload, weights, day_start, matured)
+        ensemble_rows.append((day, rows))
+    if not ensemble_rows:
+        raise Failure(f"ml_ensemble_predictions {window.label}: no row has complete features", allow_retries=False)
+    try:
+        with warehouse.transaction() as conn:
+            frames = [pd.concat(member_rows, ignore_index=True)] if member_rows else []
+            model_ids = {}
+            for day, rows in ensemble_rows:
+                payload, weights, day_start, matured = weights_models[day]
+                model_ids[day] = _register_weights(conn, payload, weights, day_start, matured)
+                frames.append(rows.assign(model_name=ENSEMBLE_NAME, model_id=model_ids[day]))
+            predictions = pd.concat(frames, ignore_index=True)
+            predictions["predicted_direction"] = (
+                predictions[PROBABILITIES].to_numpy(dtype=np.float64).argmax(axis=1).astype(np.int16)
+            )
+            columns = ["symbol", "ts", "model_name", "model_id", *PROBABILITIES, "predicted_direction"]
+            extra = [c for c in ("members_used", "weights_id", "fallback_used") if c in predictions.columns]
+            out = predictions[columns + extra].copy()
+            stats = upsert_frame(conn, "ml_predictions", out, ["symbol", "ts", "model_name"], changed_by_day="ts")
+            for member, state in states.items():
+                conn.execute(
+                    "INSERT INTO member_breakers (member, state, updated_at) VALUES (%s, %s, now()) "
+                    "ON CONFLICT (member) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
+                    (member, Jsonb(state)),
+                )
+            leaks = read_leaking_predictions(conn, window.start, window.end)
+            if len(leaks):
+                raise ensemble.EnsembleError(leaks.head(10).to_markdown(index=False))
+    except ensemble.EnsembleError as exc:
+        raise Failure(
+            f"ml_ensemble_predictions {window.label}: rows from a model or weights set that saw their future; "
+            f"nothing was written. First rows:\n{exc}",
+            allow_retries=False,
+        ) from exc
+    not_closed = {m: s for m, s in states.items() if s["state"] != "closed"}
+    add_day_metadata(
+        context,
+        {
+            day: {
+                "fallback_used": MetadataValue.json({str(k): int(v) for k, v in fallbacks.get(day, {}).items()}),
+                "members_left_out": MetadataValue.json(skipped_all.get(day, {})),
+            }
+            for day in window.days
+        },
+    )
+    return MaterializeResult(
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                "rows_in_run": MetadataValue.int(len(out)),
+                "rows_changed": MetadataValue.int(stats.inserted + stats.updated),
+                "ensemble_rows": MetadataValue.int(int((out["model_name"] == ENSEMBLE_NAME).sum())),
+                "weights_model_ids": MetadataValue.json(model_ids),
+                "breakers": MetadataValue.json({m: s["state"] for m, s in states.items()}),
+            },
+        ),
+        check_results=[
+            AssetCheckResult(
+                check_name=BREAKERS_CHECK,
+                passed=not not_closed,
+                severity=AssetCheckSeverity.WARN,
+                metadata={
+                    "not_closed": MetadataValue.json(
+                        {
+                            m: {"state": s["state"], "reason": s.get("reason"), "since": s.get("tripped_at")}
+                            for m, s in not_closed.items()
+                        }
+                    )
+                },
+            ),
+            AssetCheckResult(check_name=LEAKAGE_CHECK, passed=True, metadata={"violations": 0}),
+        ],
+    )
+
+
+def _register_weights(conn, payload: dict, weights, day_start, matured: pd.DataFrame) -> int:
+    """The weights set (or class-priors fallback) of a day as a model version; the same content
+    is registered once (found again by its SHA-256)."""
+    artifact = json.dumps(payload, sort_keys=True).encode()
+    digest = registry.sha256_hex(artifact)
+    found = conn.execute(
+        "SELECT model_id FROM ml_models_metadata WHERE model_name = %s AND artifact_sha256 = %s",
+        (ENSEMBLE_NAME, digest),
+    ).fetchone()
+    if found:
+        return int(found[0])
+    until = (
+        weights.labels_matured_until
+        if weights is not None and weights.labels_matured_until is not None
+        else (matured["matured_at"].max() if len(matured) else day_start - timedelta(hours=1))
+    )
+    record = registry.register_model(
+        conn,
+        model_name=ENSEMBLE_NAME,
+        artifact=artifact,
+        format="ensemble-weights-json-v1" if weights is not None else "class-priors-json-v1",
+        feature_set_id=MODEL_FEATURE_SET_ID,
+        label_set_id=LABEL_SET_ID,
+        model_version_hash=payload.get("weights_id", "class_priors"),
+        params={
+            "members": list(weights.members) if weights is not None else [],
+            "method": payload.get("method", "class_priors"),
+        },
+        metrics={"fit_log_loss": payload.get("fit_log_loss"), "fitted_rows": payload.get("fitted_rows", 0)},
+        train_start=day_start - timedelta(hours=ensemble.EnsembleParams().lookback_hours),
+        train_end=day_start,
+        labels_matured_until=pd.Timestamp(until).to_pydatetime(),
+    )
+    return record.model_id
