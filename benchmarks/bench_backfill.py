@@ -6,15 +6,15 @@
    daily asset from raw bars to dashboard rows, plus the model trained on the first 70% of the
    days, on a scratch database; wall time and number of runs.
 2. The floor: the same compute functions called directly on the same data (source, contract,
-   features, labels, sentiment, training, prediction, signals), plus a plain COPY (CSV text, one
-   buffer per table) of the rows the graph stored into empty tables of the same shape.
+   features and families, patterns, order books, state-vector rows, labels, sentiment, both
+   members' training, prediction, signals), plus a plain COPY (PostgreSQL text format, one buffer
+   per table) of the rows the graph stored into empty tables of the same shape.
 Prints a markdown table and the ratio graph / floor. Drops the scratch database afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
@@ -36,6 +36,11 @@ TABLES = (
     "ml_predictions",
     "trading_signals",
     "dashboard_data",
+    "raw_orderbook",
+    "ml_features_mtf",
+    "ml_features_cross_asset",
+    "ml_patterns",
+    "ml_state_vector_rows",
 )
 
 
@@ -94,13 +99,13 @@ def _graph(url: str, symbols: list[str], first: date, last: date) -> dict:
 
     configure_environment(symbols=symbols, partition_start=first.isoformat(), database_url=url)
     import pipeline_assets.definitions as definitions
-    from pipeline_assets.assets.models import retrain_run_config
+    from pipeline_assets.assets.models import RETRAINED_MODELS, retrain_run_config
 
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     cutoff = first + timedelta(days=int(len(days) * 0.7))
     targets: dict = {name: days for name in definitions.INGESTION_ASSET_NAMES}
     targets["training_dataset"] = None
-    targets["direction_model_xgboost"] = None
+    targets.update({name: None for name in RETRAINED_MODELS})
     targets.update({name: [d for d in days if d >= cutoff.isoformat()] for name in definitions.INFERENCE_ASSET_NAMES})
     started = time.perf_counter()
     outcome = run_asset_backfill(
@@ -110,7 +115,9 @@ def _graph(url: str, symbols: list[str], first: date, last: date) -> dict:
         run_config={
             "loggers": {"console": {"config": {"log_level": "WARNING"}}},
             **retrain_run_config(
-                datetime.combine(cutoff, datetime.min.time(), tzinfo=UTC), train_days=int(len(days) * 0.7)
+                datetime.combine(cutoff, datetime.min.time(), tzinfo=UTC),
+                train_days=int(len(days) * 0.7),
+                models=RETRAINED_MODELS,
             ),
         },
     )
@@ -133,7 +140,6 @@ def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
     from pipeline_assets.ml.signals import signals_from_probabilities
     from pipeline_assets.sources.synthetic import SyntheticMarket
     from pipeline_assets.store.db import connect
-    from pipeline_assets.store.frames import read_frame
 
     start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
@@ -145,11 +151,21 @@ def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
         parts[part] = parts.get(part, 0.0) + time.perf_counter() - t
         return out
 
+    from pipeline_assets.assets.patterns import detections_day_by_day
+    from pipeline_assets.features.families import FAMILIES
+    from pipeline_assets.ml import linear_model
+    from pipeline_assets.sources.orderbook import synthetic_snapshots
+    from pipeline_assets.state_vector import StateVectorBuilder, StateVectorConfig
+
     market = SyntheticMarket()
-    features, labels, sentiment = [], [], []
+    features, labels, sentiment, all_bars = [], [], [], []
+    day_keys = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     for symbol in symbols:
         bars = timed("source bars", market.ohlcv, symbol, start, end)
         valid = timed("contract", validate_ohlcv, bars, symbol, start, end).valid
+        all_bars.append(valid.assign(symbol=symbol))
+        timed("order books", synthetic_snapshots, valid, symbol)
+        timed("patterns", detections_day_by_day, valid, day_keys)
         feats = timed("ohlcv features", compute_ohlcv_features, valid)
         features.append(feats.assign(symbol=symbol))
         lab, _ = timed("labels", compute_labels, valid, start, end)
@@ -159,6 +175,13 @@ def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
         sentiment.append(
             timed("sentiment features", compute_sentiment_features, scored, start, end).assign(symbol=symbol)
         )
+    every = pd.concat(all_bars, ignore_index=True)
+    timed("mtf family", FAMILIES["mtf"].compute_days, every, day_keys, symbols)
+    timed("cross-asset family", FAMILIES["cross_asset"].compute_days, every, day_keys, symbols)
+    builder = StateVectorBuilder(StateVectorConfig(symbols=symbols, use_cache=False, log_build_time=False))
+    frames = {s: g.drop(columns=["symbol"]).reset_index(drop=True) for s, g in every.groupby("symbol")}
+    hours = every["ts"].to_numpy(dtype="datetime64[h]").astype("int64")
+    timed("state vector rows", builder.raw_rows, frames, int(hours.min()), int(hours.max()))
     from pipeline_assets.features.ohlcv_features import FEATURE_SET_ID
 
     frame = (
@@ -171,6 +194,7 @@ def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
     cutoff = start + (end - start) * 0.7
     train = complete[complete["ts"] < cutoff]
     trained = timed("training", direction_xgb.train_direction_model, train, direction_xgb.XgbTrainingParams())
+    timed("linear training", linear_model.train_linear_model, train)
     test = complete[complete["ts"] >= cutoff]
     proba = timed("prediction", direction_xgb.predict_proba, trained.model, test)
     timed("signals", signals_from_probabilities, proba[:, 0], proba[:, 2])
@@ -180,15 +204,16 @@ def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
     copy_s = 0.0
     with connect(url) as conn:
         for table in TABLES:
-            stored = read_frame(conn, f"SELECT * FROM {table}")
-            rows += len(stored)
+            (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            rows += n
+            buffer = bytearray()
+            with conn.cursor() as cur, cur.copy(f"COPY {table} TO STDOUT") as out:
+                for chunk in out:
+                    buffer += chunk
             conn.execute(f"CREATE TEMP TABLE copy_{table} (LIKE {table} INCLUDING DEFAULTS)")
-            buffer = io.StringIO()
             t = time.perf_counter()
-            stored.to_csv(buffer, index=False, header=False, na_rep="", date_format="%Y-%m-%d %H:%M:%S%z")
-            columns = ", ".join(stored.columns)
-            with conn.cursor() as cur, cur.copy(f"COPY copy_{table} ({columns}) FROM STDIN (FORMAT CSV)") as copy:
-                copy.write(buffer.getvalue())
+            with conn.cursor() as cur, cur.copy(f"COPY copy_{table} FROM STDIN") as copy:
+                copy.write(bytes(buffer))
             copy_s += time.perf_counter() - t
         conn.rollback()
     parts["plain COPY (all tables)"] = copy_s
