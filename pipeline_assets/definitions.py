@@ -16,7 +16,12 @@ from pipeline_assets.assets.families import ml_features_cross_asset, ml_features
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
-from pipeline_assets.assets.models import direction_model_xgboost, online_model_river, training_dataset
+from pipeline_assets.assets.models import (
+    direction_model_xgboost,
+    online_model_river,
+    training_dataset,
+    walk_forward_report,
+)
 from pipeline_assets.assets.patterns import ml_patterns
 from pipeline_assets.assets.state_vectors import ml_state_vectors, raw_orderbook
 from pipeline_assets.automation.alerts import failed_check_alert_sensor, failed_run_alert_sensor
@@ -52,6 +57,7 @@ ASSETS = [
     direction_model_xgboost,
     direction_model_linear,
     online_model_river,
+    walk_forward_report,
     ml_predictions,
     ml_ensemble_predictions,
     trading_signals,

@@ -173,6 +173,7 @@ def test_fused_family_kernel_equals_the_single_indicator_kernels_bit_for_bit():
     assert np.array_equal(fused, composed, equal_nan=True)
     # a sub-range seeded at `lo` equals computing on the slice alone
     out = np.full((50, len(FEATURE_COLUMNS)), np.nan)
-    ind.ohlcv_family_range(*(bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume")), 500, 596, 646, out, 0)
+    columns = (bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume"))
+    ind.ohlcv_family_range(*columns, 500, 596, 646, out, 0)
     alone = compute_ohlcv_features(bars.iloc[500:646].reset_index(drop=True))[list(FEATURE_COLUMNS)].to_numpy()[96:]
     assert np.array_equal(out, alone, equal_nan=True)

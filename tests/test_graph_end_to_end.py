@@ -384,3 +384,35 @@ def test_the_in_process_predictor_gives_ml_predictions_numbers(graph):
     assert one.confidence == max(one.probabilities.values()) and one.members == ((MODEL_NAME, model_id),)
     with pytest.raises(PredictorError, match="rsi_14"):
         predictor.predict({**rows.iloc[0][list(predictor.feature_columns)].to_dict(), "rsi_14": float("nan")})
+
+
+def test_walk_forward_report_shows_every_fold_beside_its_baselines(graph):
+    result = run_assets(
+        ["walk_forward_report"],
+        graph["url"],
+        instance=graph["instance"],
+        run_config={
+            "ops": {
+                "walk_forward_report": {
+                    "config": {
+                        "history_days": 12,
+                        "train_days": 5,
+                        "step_days": 2,
+                        "min_train_rows": 200,
+                        "end": "2024-03-13T00:00:00+00:00",
+                    }
+                }
+            }
+        },
+    )
+    meta = metadata_of(result, "walk_forward_report")
+    assert meta["folds"] >= 3 and meta["rows"] > 0
+    for column in ("log_loss", "priors_log_loss", "persistence_log_loss", "brier", "ic"):
+        assert column in meta["folds_table"]
+    assert (
+        "buy_and_hold" in meta["strategy_vs_buy_and_hold_and_flat"]
+        and "flat" in meta["strategy_vs_buy_and_hold_and_flat"]
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "walk_forward_beats_baselines" and check.severity.value == "WARN"
+    assert check.passed == ("NOT" not in meta["verdict"])

@@ -39,6 +39,10 @@ class XgbTrainingParams:
     test_fraction: float = 0.15
     min_rows: int = 300
     seed: int = 42
+    # "balanced" reweights classes by inverse frequency (better recall of rare classes, worse
+    # calibrated probabilities); None trains unweighted. ml/walk_forward.choose_class_weight
+    # measures both on the user's history.
+    class_weight: str | None = "balanced"
 
     def version_hash(self) -> str:
         return content_id(
@@ -150,7 +154,7 @@ def train_direction_model(frame: pd.DataFrame, params: XgbTrainingParams | None 
     model.fit(
         x_train,
         y_train,
-        sample_weight=compute_sample_weight("balanced", y_train),
+        sample_weight=compute_sample_weight(params.class_weight, y_train) if params.class_weight else None,
         eval_set=[(x_val, y_val)],
         verbose=False,
     )
