@@ -85,11 +85,10 @@ def _per_symbol_days(kernel: Callable, columns: tuple[str, ...], lookback_hours:
 
 
 def _ohlcv_kernel(values, hours, lo, first, hi, out):
-    from pipeline_assets.features.indicators import ohlcv_family_range
+    from pipeline_assets.features.indicators import ohlcv_range_at
 
-    ohlcv_family_range(
-        values["open"], values["high"], values["low"], values["close"], values["volume"], lo, first, hi, out, 0
-    )
+    rows = np.stack([values[k] for k in ("open", "high", "low", "close", "volume")])
+    ohlcv_range_at(rows, lo, first, hi, out, 0, 0)
 
 
 def _mtf_kernel(values, hours, lo, first, hi, out):

@@ -197,6 +197,7 @@ def bollinger_pctb(close, window: int, num_std: float) -> np.ndarray:
 # --- The OHLCV family in one pass ---------------------------------------------------------------
 # Column order of ``ohlcv_family_range``'s output; features/ohlcv_features.py names them.
 OHLCV_FAMILY_WIDTH = 11
+RESUM_EVERY = 256
 
 
 @njit(cache=True)
@@ -217,9 +218,10 @@ def _window_mean_std(values, start, stop, ddof):
 def ohlcv_family_range(open_, high, low, close, volume, lo, first, hi, out, row0):
     """The OHLCV family's 11 columns for bars [first, hi), computed from the bars [lo, hi) only:
     recursive indicators (EMA 12/26, MACD signal 9, Wilder RSI 14 and ATR 14) are seeded at ``lo``,
-    windows never reach before ``lo``. Row i is written to out[row0 + i - first]. The same
-    arithmetic as the single-indicator kernels above, so values equal them exactly. Allocates
-    nothing."""
+    windows never reach before ``lo``. Row i is written to out[row0 + i - first]. Recursive
+    indicators use the single-indicator kernels' arithmetic exactly; windowed statistics use
+    sliding sums (equal to the two-pass kernels to ~1e-12 relative). Allocates nothing but a
+    24-value ring."""
     span_fast, span_slow, span_signal, period = 12, 26, 9, 14
     a_fast = 2.0 / (span_fast + 1.0)
     a_slow = 2.0 / (span_slow + 1.0)
@@ -229,10 +231,12 @@ def ohlcv_family_range(open_, high, low, close, volume, lo, first, hi, out, row0
     signal_seen = 0
     gain_sum = loss_sum = avg_gain = avg_loss = 0.0
     tr_total = atr = 0.0
-    returns = np.empty(24)  # ring of the last 24 one-hour log returns (the one temporary)
+    returns = np.zeros(24)  # ring of the last 24 one-hour log returns (the one temporary)
+    c_shift = c_s1 = c_s2 = v_shift = v_s1 = v_s2 = r_s1 = r_s2 = 0.0
     for i in range(lo, hi):
         k = i - lo
         c = close[i]
+        last_out_return = returns[k % 24] if k >= 25 else 0.0
         if k >= 1:
             returns[k % 24] = np.log(c / close[i - 1])
         # EMA 12 / 26, SMA-seeded
@@ -293,6 +297,65 @@ def ohlcv_family_range(open_, high, low, close, volume, lo, first, hi, out, row0
         else:
             atr = (atr * (period - 1) + tr) / period
             atr_value = atr
+        # Windowed statistics from sliding shifted sums, re-summed exactly at the first full window
+        # and every RESUM_EVERY rows after it (counted from lo, maintained through the warm-up rows
+        # too, so values depend only on lo): rounding cannot accumulate, O(1) per bar.
+        if k >= 19:
+            if k == 19 or (k - 19) % RESUM_EVERY == 0:
+                c_shift = close[i]
+                c_s1 = c_s2 = 0.0
+                for j in range(i - 19, i + 1):
+                    d = close[j] - c_shift
+                    c_s1 += d
+                    c_s2 += d * d
+            else:
+                d_in, d_out = c - c_shift, close[i - 20] - c_shift
+                c_s1 += d_in - d_out
+                c_s2 += d_in * d_in - d_out * d_out
+            m = c_s1 / 20.0
+            var = c_s2 / 20.0 - m * m
+            std = np.sqrt(var) if var > 1e-24 * (c * c) else 0.0
+            mean = c_shift + m
+            upper = mean + 2.0 * std
+            lower = mean - 2.0 * std
+            pctb = 0.5 if upper == lower else (c - lower) / (upper - lower)
+        else:
+            pctb = np.nan
+        if k >= 24:
+            # sample std of the 24 one-hour log returns ending at i (ring buffer)
+            if k == 24 or (k - 24) % RESUM_EVERY == 0:
+                r_s1 = r_s2 = 0.0
+                for j in range(k - 23, k + 1):
+                    r = returns[j % 24]
+                    r_s1 += r
+                    r_s2 += r * r
+            else:
+                r_in, r_out = returns[k % 24], last_out_return
+                r_s1 += r_in - r_out
+                r_s2 += r_in * r_in - r_out * r_out
+            var = (r_s2 - r_s1 * r_s1 / 24.0) / 23.0
+            rv = np.sqrt(var) if var > 0 else 0.0
+        else:
+            rv = np.nan
+        if k >= 23:
+            if k == 23 or (k - 23) % RESUM_EVERY == 0:
+                v_shift = volume[i]
+                v_s1 = v_s2 = 0.0
+                for j in range(i - 23, i + 1):
+                    d = volume[j] - v_shift
+                    v_s1 += d
+                    v_s2 += d * d
+            else:
+                d_in, d_out = volume[i] - v_shift, volume[i - 24] - v_shift
+                v_s1 += d_in - d_out
+                v_s2 += d_in * d_in - d_out * d_out
+            m = v_s1 / 24.0
+            var = (v_s2 - 24.0 * m * m) / 23.0
+            scale = abs(v_shift + m)
+            std = np.sqrt(var) if var > 1e-24 * (scale * scale + 1e-300) else 0.0
+            vz = (volume[i] - (v_shift + m)) / std if std > 0 else 0.0
+        else:
+            vz = np.nan
         if i < first:
             continue
         row = row0 + i - first
@@ -302,31 +365,16 @@ def ohlcv_family_range(open_, high, low, close, volume, lo, first, hi, out, row0
         out[row, 3] = rsi
         out[row, 4] = fast / slow - 1.0
         out[row, 5] = macd_hist / c
-        if k >= 19:
-            mean, std = _window_mean_std(close, i - 19, i + 1, 0)
-            upper = mean + 2.0 * std
-            lower = mean - 2.0 * std
-            out[row, 6] = 0.5 if upper == lower else (c - lower) / (upper - lower)
-        else:
-            out[row, 6] = np.nan
+        out[row, 6] = pctb
         out[row, 7] = atr_value / c
-        if k >= 24:
-            # sample std of the 24 one-hour log returns ending at i
-            # summed in time order, as the rolling kernel does, so values are bit-identical
-            total = 0.0
-            for j in range(k - 23, k + 1):
-                total += returns[j % 24]
-            mean = total / 24.0
-            squares = 0.0
-            for j in range(k - 23, k + 1):
-                d = returns[j % 24] - mean
-                squares += d * d
-            out[row, 8] = np.sqrt(squares / 23.0)
-        else:
-            out[row, 8] = np.nan
-        if k >= 23:
-            mean, std = _window_mean_std(volume, i - 23, i + 1, 1)
-            out[row, 9] = (volume[i] - mean) / std if std > 0 else 0.0
-        else:
-            out[row, 9] = np.nan
+        out[row, 8] = rv
+        out[row, 9] = vz
         out[row, 10] = (high[i] - low[i]) / c
+
+
+@njit(cache=True)
+def ohlcv_range_at(rows, lo, first, hi, out, row0, col0):
+    """``ohlcv_family_range`` on (open, high, low, close, volume) stacked as ``rows`` (5, n), into
+    ``out`` from column ``col0``. Every caller (the feature tables, the families, the state
+    vector) goes through this one compiled form, so their values agree to the last bit."""
+    ohlcv_family_range(rows[0], rows[1], rows[2], rows[3], rows[4], lo, first, hi, out[:, col0:], row0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline_assets.features.indicators import _rsi_value, ohlcv_family_range
+from pipeline_assets.features.indicators import _rsi_value, ohlcv_range_at
 
 TIMEFRAMES: tuple[tuple[str, int], ...] = (("4h", 4), ("1d", 24))
 MTF_FIELDS: tuple[str, ...] = ("log_return", "rsi_14", "ema_ratio_12_26", "atr_14_pct")
@@ -160,14 +160,8 @@ def day_anchored(ts_h, lookback_hours, first, hi, rows, out, row0, col0, family)
         if family == 1:
             mtf_range(ts_h, rows[1], rows[2], rows[3], lo, i, j, out, row0 + i - first, col0)
         else:
-            _ohlcv_range_at(rows, lo, i, j, out, row0 + i - first, col0)
+            ohlcv_range_at(rows, lo, i, j, out, row0 + i - first, col0)
         i = j
-
-
-@njit(cache=True)
-def _ohlcv_range_at(rows, lo, first, hi, out, row0, col0):
-    # the OHLCV family writes columns 0..10 of its own output; shift by col0 through a view
-    ohlcv_family_range(rows[0], rows[1], rows[2], rows[3], rows[4], lo, first, hi, out[:, col0:], row0)
 
 
 def mtf_array(ts_hours, high, low, close) -> np.ndarray:

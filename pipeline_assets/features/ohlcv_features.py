@@ -78,8 +78,9 @@ def compute_ohlcv_features(bars: pd.DataFrame) -> pd.DataFrame:
         bars["volume"].to_numpy(dtype=np.float64),
     )
     frame = pd.DataFrame(values, columns=list(FEATURE_COLUMNS))
-    frame.insert(0, "ts", bars["ts"].to_numpy())
-    return frame.assign(ts=lambda f: pd.to_datetime(f["ts"], utc=True))
+    # the column as it is (tz-aware datetime64): .to_numpy() would build a Python object per bar
+    frame.insert(0, "ts", bars["ts"].reset_index(drop=True))
+    return frame
 
 
 def ohlcv_family_array(open_, high, low, close, volume, out: np.ndarray | None = None) -> np.ndarray:
@@ -96,5 +97,5 @@ def ohlcv_family_array(open_, high, low, close, volume, out: np.ndarray | None =
     elif out.shape != (n, len(FEATURE_COLUMNS)) or out.dtype != np.float64:
         want = (n, len(FEATURE_COLUMNS))
         raise FeatureInputError(f"out must be float64 of shape {want}, got {out.dtype} {out.shape}")
-    ind.ohlcv_family_range(*arrays, 0, 0, n, out, 0)
+    ind.ohlcv_range_at(np.stack(arrays), 0, 0, n, out, 0, 0)
     return out

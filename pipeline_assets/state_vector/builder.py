@@ -39,7 +39,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from pipeline_assets.features.mtf import MTF_COLUMNS, MTF_LOOKBACK_HOURS
+from pipeline_assets.features.mtf import MTF_COLUMNS, MTF_LOOKBACK_HOURS, day_anchored
 from pipeline_assets.features.ohlcv_features import FEATURE_COLUMNS
 from pipeline_assets.features.ohlcv_features import LOOKBACK_HOURS as OHLCV_LOOKBACK_HOURS
 from pipeline_assets.state_vector import kernels as k
@@ -470,7 +470,10 @@ class StateVectorBuilder:
                     f"{item.symbol}: no bar between {_utc_label(grid_start + GRID_EXTENSION_HOURS)} and "
                     f"{_utc_label(grid_start + n_rows)}"
                 )
-            k.symbol_features(ts_h, vals, count, first, feat, OHLCV_LOOKBACK_HOURS, MTF_LOOKBACK_HOURS)
+            # called from Python, as the feature tables' code does: the same compiled kernels, the
+            # same bits (a kernel inlined into another compiled function may round differently)
+            day_anchored(ts_h, OHLCV_LOOKBACK_HOURS, first, count, vals, feat, 0, 0, 0)
+            day_anchored(ts_h, MTF_LOOKBACK_HOURS, first, count, vals, feat, 0, 11, 1)
             col = int(self._sym_cols[s])
             missing, filled = k.place_symbol(
                 ts_h,

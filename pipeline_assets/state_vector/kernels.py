@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline_assets.features.mtf import day_anchored
-
 # ingest status codes
 OK, NOT_ALIGNED, NOT_INCREASING, NON_POSITIVE, NEGATIVE_VOLUME, NAN_VALUE, INFINITE = range(7)
 
@@ -99,13 +97,6 @@ def ingest(ts_raw, per_hour, o, h, l, c, v, lo, hi, raise_on_nan, vals, ts_h):  
         ts_h[k] = ts_raw[i] // per_hour
         k += 1
     return k, nan_rows, OK, -1, -1
-
-
-@njit(cache=True)
-def symbol_features(ts_h, vals, count, first, feat, ohlcv_lookback, mtf_lookback):
-    """The OHLCV family (11 columns) and the MTF family (8) for rows [first, count), day-anchored."""
-    day_anchored(ts_h, ohlcv_lookback, first, count, vals, feat, 0, 0, 0)
-    day_anchored(ts_h, mtf_lookback, first, count, vals, feat, 0, 11, 1)
 
 
 @njit(cache=True)
