@@ -12,7 +12,7 @@ from dagster import (
 )
 
 from pipeline_assets.assets.ensemble import direction_model_linear, ml_ensemble_predictions
-from pipeline_assets.assets.families import ml_features_cross_asset, ml_features_mtf
+from pipeline_assets.assets.families import ml_features_cross_asset, ml_features_mtf, ml_features_ohlcv_ext
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
@@ -51,6 +51,7 @@ ASSETS = [
     ml_labels,
     ml_state_vectors,
     ml_patterns,
+    ml_features_ohlcv_ext,
     ml_features_mtf,
     ml_features_cross_asset,
     training_dataset,
@@ -76,6 +77,7 @@ INGESTION_ASSET_NAMES = (
     "ml_labels",
     "ml_state_vectors",
     "ml_patterns",
+    "ml_features_ohlcv_ext",
     "ml_features_mtf",
     "ml_features_cross_asset",
 )

@@ -148,11 +148,14 @@ def test_family_assets_store_the_compute_functions_rows_and_register_their_versi
     days = _days("2024-01-01", 36)
     run_assets(["raw_ohlcv"], url, instance=instance, partition_range=(days[0], days[-1]))
     run_assets(
-        ["ml_features_mtf", "ml_features_cross_asset"], url, instance=instance, partition_range=(days[31], days[-1])
+        ["ml_features_ohlcv_ext", "ml_features_mtf", "ml_features_cross_asset"],
+        url,
+        instance=instance,
+        partition_range=(days[31], days[-1]),
     )
     with connect(url) as conn:
         bars = read_ohlcv(conn, list(SYMBOLS), datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 6, tzinfo=UTC))
-    for name in ("mtf", "cross_asset"):
+    for name in ("ohlcv_ext", "mtf", "cross_asset"):
         family = FAMILIES[name]
         with connect(url) as conn:
             stored = read_frame(

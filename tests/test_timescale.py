@@ -37,6 +37,7 @@ TIME_SERIES_TABLES = {
     "ml_features_mtf",
     "ml_features_cross_asset",
     "raw_ohlcv_history",
+    "ml_features_ohlcv_ext",
 }
 
 

@@ -21,7 +21,7 @@ from pipeline_assets.assets._common import (
     transient_only,
 )
 from pipeline_assets.assets.ingestion import raw_ohlcv
-from pipeline_assets.features.families import CROSS_ASSET, MTF, FeatureFamily
+from pipeline_assets.features.families import CROSS_ASSET, MTF, OHLCV_EXT, FeatureFamily
 from pipeline_assets.partitions import SYMBOLS, days_window
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store.feature_sets import register_family
@@ -100,5 +100,6 @@ def family_asset(family: FeatureFamily):
 
 ml_features_mtf = family_asset(MTF)
 ml_features_cross_asset = family_asset(CROSS_ASSET)
-FAMILY_ASSETS = [ml_features_mtf, ml_features_cross_asset]
-__all__ = ["FAMILY_ASSETS", "family_asset", "ml_features_cross_asset", "ml_features_mtf"]
+ml_features_ohlcv_ext = family_asset(OHLCV_EXT)
+FAMILY_ASSETS = [ml_features_ohlcv_ext, ml_features_mtf, ml_features_cross_asset]
+__all__ = ["FAMILY_ASSETS", "family_asset", "ml_features_cross_asset", "ml_features_mtf", "ml_features_ohlcv_ext"]

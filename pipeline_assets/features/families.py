@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_assets.contracts.versioning import content_id
-from pipeline_assets.features import cross_asset, mtf, ohlcv_features, sentiment
+from pipeline_assets.features import cross_asset, mtf, ohlcv_ext, ohlcv_features, sentiment
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,11 @@ def _ohlcv_kernel(values, hours, lo, first, hi, out):
     ohlcv_range_at(rows, lo, first, hi, out, 0, 0)
 
 
+def _ohlcv_ext_kernel(values, hours, lo, first, hi, out):
+    o, h, low, c, v = (values[k] for k in ("open", "high", "low", "close", "volume"))
+    ohlcv_ext.ohlcv_ext_range(o, h, low, c, v, lo, first, hi, out, 0)
+
+
 def _mtf_kernel(values, hours, lo, first, hi, out):
     mtf.mtf_range(hours, values["high"], values["low"], values["close"], lo, first, hi, out, 0, 0)
 
@@ -119,6 +124,18 @@ OHLCV = FeatureFamily(
     feature_set_id=ohlcv_features.FEATURE_SET_ID,
     compute_days=_per_symbol_days(_ohlcv_kernel, ohlcv_features.FEATURE_COLUMNS, ohlcv_features.LOOKBACK_HOURS),
     description="Returns, RSI, EMA/MACD, Bollinger, ATR, volatility, volume and range per 1h bar.",
+)
+OHLCV_EXT = FeatureFamily(
+    name="ohlcv_ext",
+    table="ml_features_ohlcv_ext",
+    columns=ohlcv_ext.EXT_COLUMNS,
+    params=ohlcv_ext.EXT_PARAMS,
+    version=ohlcv_ext.EXT_VERSION,
+    lookback_hours=ohlcv_ext.EXT_LOOKBACK_HOURS,
+    inputs=("raw_ohlcv",),
+    feature_set_id=ohlcv_ext.EXT_SET_ID,
+    compute_days=_per_symbol_days(_ohlcv_ext_kernel, ohlcv_ext.EXT_COLUMNS, ohlcv_ext.EXT_LOOKBACK_HOURS),
+    description="SMA/EMA ratios, stochastic, ADX and DI, MFI, OBV slope, VWAP deviation, volume features.",
 )
 SENTIMENT = FeatureFamily(
     name="sentiment",
@@ -169,7 +186,7 @@ def _cross_asset_family() -> FeatureFamily:
 
 
 CROSS_ASSET = _cross_asset_family()
-FAMILIES: dict[str, FeatureFamily] = {f.name: f for f in (OHLCV, SENTIMENT, MTF, CROSS_ASSET)}
+FAMILIES: dict[str, FeatureFamily] = {f.name: f for f in (OHLCV, OHLCV_EXT, SENTIMENT, MTF, CROSS_ASSET)}
 # Families whose columns the models see (in this order); adding one changes the model feature set.
 MODEL_FAMILIES: tuple[str, ...] = ("ohlcv", "sentiment")
 

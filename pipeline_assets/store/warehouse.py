@@ -37,6 +37,7 @@ WAREHOUSE_TABLES = (
     "raw_ohlcv_history",
     "model_promotion_decisions",
     "member_breakers",
+    "ml_features_ohlcv_ext",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
@@ -167,7 +168,7 @@ def model_inputs_sql(names: Sequence[str] | None = None) -> str:
 
 
 # Families whose tables key rows by feature_set_id (several versions may coexist).
-VERSIONED_FAMILIES = frozenset({"mtf", "cross_asset"})
+VERSIONED_FAMILIES = frozenset({"ohlcv_ext", "mtf", "cross_asset"})
 
 
 def read_model_inputs(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
