@@ -118,6 +118,35 @@ def test_upsert_is_idempotent_and_counts_changes(warehouse_url):
     assert stored["ts"].iloc[0] == pd.Timestamp("2024-03-01T00:00Z")
 
 
+def test_a_changed_row_gets_a_fresh_write_time_and_an_unchanged_one_keeps_it(warehouse_url):
+    rows = pd.DataFrame(
+        {
+            "symbol": "BTCUSDT",
+            "ts": pd.date_range("2024-03-01", periods=3, freq="h", tz="UTC"),
+            "feature_set_id": "x",
+            "sentiment_mean_6h": 0.1,
+            "sentiment_mean_24h": 0.1,
+            "sentiment_min_6h": 0.0,
+            "sentiment_max_6h": 0.2,
+            "headline_count_6h": 1,
+            "headline_count_24h": 2,
+        }
+    )
+    with connect(warehouse_url) as conn, conn.transaction():
+        conn.execute("DELETE FROM ml_features_sentiment")
+        upsert_frame(conn, "ml_features_sentiment", rows, ["symbol", "ts"])
+        conn.execute("UPDATE ml_features_sentiment SET computed_at = '2000-01-01T00:00Z'")
+    revised = rows.copy()
+    revised.loc[1, "sentiment_mean_6h"] = 0.5
+    with connect(warehouse_url) as conn, conn.transaction():
+        upsert_frame(conn, "ml_features_sentiment", revised, ["symbol", "ts"])
+        upsert_frame(conn, "ml_features_sentiment", revised, ["symbol", "ts"])  # unchanged now
+    with connect(warehouse_url) as conn:
+        stamps = read_frame(conn, "SELECT ts, computed_at FROM ml_features_sentiment ORDER BY ts")["computed_at"]
+    assert stamps.iloc[0] == stamps.iloc[2] == pd.Timestamp("2000-01-01T00:00Z")
+    assert stamps.iloc[1] > pd.Timestamp("2020-01-01T00:00Z")
+
+
 def test_upsert_rejects_duplicate_keys_and_naive_timestamps(warehouse_url):
     bars = pd.concat([_bars(3), _bars(1)], ignore_index=True)
     with connect(warehouse_url) as conn, pytest.raises(DuplicateKeyError, match="2 rows share a primary key"):

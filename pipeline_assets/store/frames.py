@@ -55,6 +55,21 @@ def _column_types(conn: psycopg.Connection, table: str) -> dict[str, str]:
     return dict(rows)
 
 
+def _now_defaulted(conn: psycopg.Connection, table: str) -> list[str]:
+    """Columns whose default is now() (computed_at, predicted_at, labelled_at...): the time a row
+    was written, refreshed whenever an upsert changes the row."""
+    rows = conn.execute(
+        """
+        SELECT a.attname FROM pg_attribute a
+        JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+          AND pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'CURRENT_TIMESTAMP', 'transaction_timestamp()')
+        """,
+        (table,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def _python_column(series: pd.Series) -> list:
     """Native Python values for COPY: NaN/NaT become NULL, numpy scalars become Python ones.
     Vectorised per dtype; this conversion, not COPY itself, dominates bulk writes."""
@@ -97,8 +112,10 @@ def upsert_frame(
 ) -> UpsertStats:
     """COPY ``frame`` into a staging table, then INSERT ... ON CONFLICT DO UPDATE.
 
-    Rows whose non-key values are unchanged are left alone (so timestamps such as
-    ``labelled_at`` only move when the data does). Runs inside the caller's transaction.
+    Rows whose non-key values are unchanged are left alone; a changed row gets now() in every
+    column whose default is now() and that the frame does not set (``predicted_at``,
+    ``labelled_at``, ``computed_at``), so those timestamps move exactly when the data does.
+    Runs inside the caller's transaction.
     Writers of the same table and symbol are serialised by transaction-scoped advisory locks
     (taken in sorted order), so two range runs never interleave their rows of one symbol.
     ``changed_by_day`` names a timestamp column: the stats then count changed rows per UTC day
@@ -141,9 +158,12 @@ def upsert_frame(
 
     value_columns = [c for c in columns if c not in key_columns]
     keys = sql.SQL(", ").join(map(sql.Identifier, key_columns))
+    # a changed row gets a fresh write time (e.g. a revised prediction's predicted_at)
+    touched = [c for c in _now_defaulted(conn, table) if c not in columns]
     if value_columns:
         assignments = sql.SQL(", ").join(
-            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in value_columns
+            [sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in value_columns]
+            + [sql.SQL("{} = now()").format(sql.Identifier(c)) for c in touched]
         )
         target_values = sql.SQL(", ").join(
             sql.SQL("{}.{}").format(sql.Identifier(table), sql.Identifier(c)) for c in value_columns
