@@ -128,7 +128,11 @@ def market_resource_from_env() -> MarketDataResource:
             raise ConfigurationError(f"PIPELINE_EXCHANGE={exchange_id!r} is not a ccxt exchange id")
         if market_type not in ("spot", "swap"):
             raise ConfigurationError(f"PIPELINE_MARKET_TYPE={market_type!r}: expected spot or swap")
+    headline_path = os.environ.get("PIPELINE_HEADLINES_PATH")
+    if headline_path and not os.path.exists(headline_path):
+        raise ConfigurationError(f"PIPELINE_HEADLINES_PATH={headline_path!r} does not exist")
     return MarketDataResource(
+        headline_path=headline_path or None,
         ohlcv_source=source,
         csv_directory=csv_directory if source == "csv" else None,
         synthetic_seed=int(os.environ.get("PIPELINE_SYNTHETIC_SEED", "7")),

@@ -56,6 +56,7 @@ class MarketDataResource(ConfigurableResource):
     synthetic_seed: int = 7
     exchange_id: str = "binance"
     market_type: Literal["spot", "swap"] = "spot"
+    headline_path: str | None = None  # JSONL/CSV file or directory; None: the synthetic headlines
 
     _market: SyntheticMarket = PrivateAttr()
 
@@ -78,4 +79,8 @@ class MarketDataResource(ConfigurableResource):
         return ExchangeSource(exchange_id=self.exchange_id, market_type=self.market_type)
 
     def headlines(self) -> HeadlineSource:
+        if self.headline_path:
+            from pipeline_assets.sources.headlines_file import HeadlineFileSource
+
+            return HeadlineFileSource(self.headline_path)
         return self._market

@@ -344,13 +344,20 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
         rejected = contract.rejected.rename(columns={"published_at": "ts"})
         for day, group in _by_day(rejected, "ts", window.days[0]).items():
             rejected_by_key[symbol_day_key(day, symbol)] = group
+    unreadable = source.unreadable() if hasattr(source, "unreadable") else pd.DataFrame()
+    if len(unreadable):
+        # lines of a headline file that could not be read belong to no time or symbol: quarantined
+        # under the run's first day and '*', with the reason and the line
+        rejected_by_key[symbol_day_key(window.days[0], "*")] = unreadable.assign(
+            symbol="*", ts=pd.Timestamp(window.start)
+        )[["symbol", "ts", "reason", "file", "raw"]]
     scored = pd.concat(scored_frames, ignore_index=True)[SENTIMENT_COLUMNS]
     # headlines are known when published (sources give no later publication time)
     scored = scored.assign(available_at=scored["published_at"])
     per_key = scored.groupby([scored["published_at"].dt.strftime("%Y-%m-%d"), scored["symbol"]]).size().to_dict()
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "raw_sentiment", scored, ["symbol", "published_at", "headline_id"])
-        keys = [symbol_day_key(day, symbol) for day in window.days for symbol in SYMBOLS]
+        keys = [symbol_day_key(day, symbol) for day in window.days for symbol in (*SYMBOLS, "*")]
         to_quarantine = {key: rejected_by_key.get(key, pd.DataFrame()) for key in keys}
         quarantined = sum(replace_quarantine_many(conn, "raw_sentiment", to_quarantine).values())
         watermarks = []
