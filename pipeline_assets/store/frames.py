@@ -250,8 +250,89 @@ def read_frame(
     """Run a query and return a DataFrame with dtypes from the result's column types.
 
     timestamptz -> datetime64 UTC, float/numeric -> float64 (NULL -> NaN), integers -> int64
-    (nullable Int64 when NULLs occur).
+    (nullable Int64 when NULLs occur), text -> object. Results of only those types stream through
+    ``COPY (query) TO STDOUT`` into pyarrow's CSV reader (no Python object per value); anything
+    else (arrays, json, bytea, booleans, dates, non-SELECT statements) takes the row path.
     """
+    try:
+        fast = _read_frame_copy(conn, query, params)
+    except _NotCopyable:
+        fast = None
+    return fast if fast is not None else _read_frame_rows(conn, query, params)
+
+
+class _NotCopyable(Exception):
+    pass
+
+
+_TEXT_OIDS = {25, 1043, 1042}
+
+
+def _read_frame_copy(conn, query, params) -> pd.DataFrame | None:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    text = query.as_string(conn) if isinstance(query, sql.Composable) else query
+    if not text.lstrip().upper().startswith(("SELECT", "WITH")):
+        raise _NotCopyable
+    inlined = psycopg.ClientCursor(conn).mogrify(text, params) if params is not None else text
+    body = inlined.strip().rstrip(";")
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM ({body}) AS q LIMIT 0")
+        description = list(cur.description or [])
+    if not description:
+        raise _NotCopyable
+    names = [c.name for c in description]
+    if len(set(names)) != len(names):
+        raise _NotCopyable
+    types = {}
+    for column in description:
+        if column.type_code == _TIMESTAMPTZ_OID:
+            types[column.name] = pa.timestamp("us", tz="UTC")
+        elif column.type_code in _FLOAT_OIDS:
+            types[column.name] = pa.float64()
+        elif column.type_code in _INT_OIDS:
+            types[column.name] = pa.int64()
+        elif column.type_code in _TEXT_OIDS:
+            types[column.name] = pa.string()
+        else:
+            raise _NotCopyable
+    buffer = bytearray()
+    with conn.cursor() as cur, cur.copy(f"COPY ({body}) TO STDOUT (FORMAT csv)") as copy:
+        for chunk in copy:
+            buffer += chunk
+    if not buffer:
+        return None  # an empty result: the row path gives the same empty typed frame as always
+    table = pa_csv.read_csv(
+        pa.py_buffer(bytes(buffer)),
+        read_options=pa_csv.ReadOptions(column_names=names),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+    out = {}
+    for column in description:
+        values = table.column(column.name)
+        if column.type_code in _INT_OIDS:
+            out[column.name] = (
+                pd.Series(values.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), dtype="Int64")
+                if values.null_count
+                else pd.Series(values.to_numpy(), dtype="int64")
+            )
+        elif column.type_code in _TEXT_OIDS:
+            out[column.name] = pd.Series(values.to_pylist(), dtype=object)
+        elif column.type_code == _TIMESTAMPTZ_OID:
+            out[column.name] = pd.Series(values.to_pandas())
+        else:
+            out[column.name] = pd.Series(values.to_numpy(zero_copy_only=False), dtype="float64")
+    return pd.DataFrame(out)
+
+
+def _read_frame_rows(
+    conn: psycopg.Connection, query: str | sql.Composable, params: Sequence | dict | None = None
+) -> pd.DataFrame:
+    """The row path: fetch tuples and build typed columns."""
     with conn.cursor() as cur:
         cur.execute(query, params)
         description = cur.description or []
