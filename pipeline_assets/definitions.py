@@ -11,6 +11,7 @@ from dagster import (
     in_process_executor,
 )
 
+from pipeline_assets.assets.derivatives import DERIVATIVE_ASSETS
 from pipeline_assets.assets.ensemble import direction_model_linear, ml_ensemble_predictions
 from pipeline_assets.assets.families import ml_features_cross_asset, ml_features_mtf, ml_features_ohlcv_ext
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
@@ -46,6 +47,7 @@ ASSETS = [
     raw_ohlcv,
     raw_sentiment,
     raw_orderbook,
+    *DERIVATIVE_ASSETS,
     ml_features_ohlcv,
     ml_features_sentiment,
     ml_labels,
@@ -72,6 +74,10 @@ INGESTION_ASSET_NAMES = (
     "raw_ohlcv",
     "raw_sentiment",
     "raw_orderbook",
+    "raw_funding_rates",
+    "raw_open_interest",
+    "raw_liquidations",
+    "raw_long_short_ratio",
     "ml_features_ohlcv",
     "ml_features_sentiment",
     "ml_labels",

@@ -55,7 +55,15 @@ def test_retrain_and_check_schedules():
 
 def test_jobs_select_by_group_and_tag():
     ingestion = {k.to_user_string() for k in defs.resolve_job_def("ingestion_job").asset_layer.selected_asset_keys}
-    assert ingestion == {"raw_ohlcv", "raw_sentiment", "raw_orderbook"}
+    assert ingestion == {
+        "raw_ohlcv",
+        "raw_sentiment",
+        "raw_orderbook",
+        "raw_funding_rates",
+        "raw_open_interest",
+        "raw_liquidations",
+        "raw_long_short_ratio",
+    }
     retrain = {k.to_user_string() for k in defs.resolve_job_def("retrain_job").asset_layer.selected_asset_keys}
     assert retrain == {"training_dataset", "direction_model_xgboost", "direction_model_linear"}
 

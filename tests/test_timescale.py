@@ -38,6 +38,10 @@ TIME_SERIES_TABLES = {
     "ml_features_cross_asset",
     "raw_ohlcv_history",
     "ml_features_ohlcv_ext",
+    "raw_funding_rates",
+    "raw_open_interest",
+    "raw_liquidations",
+    "raw_long_short_ratio",
 }
 
 

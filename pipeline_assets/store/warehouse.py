@@ -38,6 +38,10 @@ WAREHOUSE_TABLES = (
     "model_promotion_decisions",
     "member_breakers",
     "ml_features_ohlcv_ext",
+    "raw_funding_rates",
+    "raw_open_interest",
+    "raw_liquidations",
+    "raw_long_short_ratio",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (

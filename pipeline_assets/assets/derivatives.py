@@ -1,0 +1,115 @@
+"""Raw derivatives feeds as assets, one per feed and table, partitioned like the bars: funding,
+open interest, liquidations and long/short ratio of the perpetual of each configured coin.
+
+From the synthetic market they are generated consistently with its bars for any past day. An
+exchange or CSV source has no derivatives feed wired yet: those runs store nothing and say so in
+the metadata. Rows that break their contract go to quarantine with the reason; a blocking check
+re-validates what was stored."""
+
+from datetime import timedelta
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue
+
+from pipeline_assets.assets._common import (
+    OWNERS,
+    add_day_metadata,
+    closed_bars_end,
+    daily_asset,
+    run_metadata,
+    run_window,
+    transient_only,
+)
+from pipeline_assets.contracts.derivatives import DERIVATIVE_CONTRACTS, validate_feed
+from pipeline_assets.partitions import SYMBOLS, symbol_day_key
+from pipeline_assets.resources import MarketDataResource, WarehouseResource
+from pipeline_assets.sources.derivatives import SyntheticDerivatives
+from pipeline_assets.store.frames import read_frame, upsert_frame
+from pipeline_assets.store.quarantine import replace_quarantine_many
+
+CONTRACT_CHECK = "contract"
+
+
+def derivative_asset(feed: str):
+    contract = DERIVATIVE_CONTRACTS[feed]
+    columns = [c.name for c in contract.columns]
+
+    @daily_asset(
+        name=contract.table,
+        automated=False,
+        group_name="ingestion",
+        owners=OWNERS,
+        tags={"layer": "raw", "domain": "derivatives", "feed": feed},
+        metadata={"contract": MetadataValue.json(contract.describe())},
+        check_specs=[
+            AssetCheckSpec(
+                CONTRACT_CHECK,
+                asset=contract.table,
+                blocking=True,
+                description="Every stored row of the run's days satisfies the feed's contract: "
+                + " ".join(r.description for r in contract.rules),
+            )
+        ],
+    )
+    @transient_only
+    def _asset(context: AssetExecutionContext, warehouse: WarehouseResource, market: MarketDataResource):
+        window = run_window(context)
+        end = closed_bars_end(window.end)
+        if market.ohlcv_source != "synthetic" or end <= window.start:
+            note = (
+                f"no {feed} source for ohlcv_source={market.ohlcv_source!r} yet"
+                if market.ohlcv_source != "synthetic"
+                else "no hour of the range has closed yet"
+            )
+            return MaterializeResult(
+                metadata={"rows_in_run": MetadataValue.int(0), "note": MetadataValue.text(note)},
+                check_results=[AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata={"note": note})],
+            )
+        source = SyntheticDerivatives(market.ohlcv(), seed=market.synthetic_seed)
+        fetch = getattr(source, feed)
+        valid, rejected_by_key = [], {}
+        for symbol in SYMBOLS:
+            frame = fetch(symbol, window.start, end).assign(source=source.market.name)
+            result = validate_feed(contract, frame, window.start, end)
+            valid.append(result.valid)
+            for day in window.days:
+                day_rows = result.rejected[result.rejected["ts"].dt.strftime("%Y-%m-%d") == day]
+                rejected_by_key[symbol_day_key(day, symbol)] = day_rows.rename(columns={})
+        rows = pd.concat(valid, ignore_index=True)[columns]
+        with warehouse.transaction() as conn:
+            stats = upsert_frame(conn, contract.table, rows, list(contract.key), changed_by_day="ts")
+            quarantined = sum(replace_quarantine_many(conn, contract.table, rejected_by_key).values())
+            stored = read_frame(
+                conn,
+                f"SELECT {', '.join(columns)} FROM {contract.table} WHERE ts >= %s AND ts < %s ORDER BY symbol, ts",
+                (window.start, window.end + timedelta(hours=1)),
+            )
+        broken = {name: int(mask.sum()) for name, mask in contract.violations(stored).items() if mask.any()}
+        per_day = rows["ts"].dt.strftime("%Y-%m-%d").value_counts() if len(rows) else {}
+        add_day_metadata(context, {d: {"rows": MetadataValue.int(int(per_day.get(d, 0)))} for d in window.days})
+        return MaterializeResult(
+            metadata=run_metadata(
+                context,
+                window,
+                {
+                    "rows_in_run": MetadataValue.int(len(rows)),
+                    "rows_changed": MetadataValue.int(stats.inserted + stats.updated),
+                    "quarantined_rows_in_run": MetadataValue.int(quarantined),
+                    "venue": "synthetic",
+                },
+            ),
+            check_results=[
+                AssetCheckResult(
+                    check_name=CONTRACT_CHECK, passed=not broken, metadata={"violations": MetadataValue.json(broken)}
+                )
+            ],
+        )
+
+    return _asset
+
+
+raw_funding_rates = derivative_asset("funding")
+raw_open_interest = derivative_asset("open_interest")
+raw_liquidations = derivative_asset("liquidations")
+raw_long_short_ratio = derivative_asset("long_short_ratio")
+DERIVATIVE_ASSETS = [raw_funding_rates, raw_open_interest, raw_liquidations, raw_long_short_ratio]

@@ -1,0 +1,102 @@
+"""Derivatives feeds: contracts (reasons for every refused row), the synthetic feeds' consistency
+with the bars, and the four raw assets on real PostgreSQL with quarantine and blocking checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import DagsterInstance
+from dagster_helpers import count, run_assets
+
+from pipeline_assets.contracts.derivatives import DERIVATIVE_CONTRACTS, validate_feed
+from pipeline_assets.sources.derivatives import SyntheticDerivatives
+from pipeline_assets.sources.synthetic import SyntheticMarket
+from pipeline_assets.store.db import connect
+from pipeline_assets.store.warehouse import truncate_all
+
+START = datetime(2024, 3, 1, tzinfo=UTC)
+END = START + timedelta(days=3)
+
+
+@pytest.fixture(scope="module")
+def feeds():
+    market = SyntheticMarket()
+    source = SyntheticDerivatives(market)
+    return market, {f: getattr(source, f)("BTCUSDT", START, END) for f in DERIVATIVE_CONTRACTS}
+
+
+def test_synthetic_feeds_follow_their_contracts_and_the_bars(feeds):
+    market, data = feeds
+    for feed, frame in data.items():
+        result = validate_feed(DERIVATIVE_CONTRACTS[feed], frame.assign(source="synthetic"), START, END)
+        assert result.rejected.empty and len(result.valid) == len(frame) > 0, feed
+        assert (frame["available_at"] >= frame["ts"]).all()
+    funding = data["funding"]
+    assert set(funding["ts"].dt.hour) == {0, 8, 16} and len(funding) == 9
+    bars = market.ohlcv("BTCUSDT", START - timedelta(hours=8), END).set_index("ts")["close"]
+    premium = np.log(bars.loc[funding["ts"]].to_numpy() / bars.loc[funding["ts"] - pd.Timedelta(hours=8)].to_numpy())
+    assert np.corrcoef(premium, funding["funding_rate"])[0, 1] > 0.9  # funding follows the premium
+    oi = data["open_interest"]
+    assert len(oi) == 72 and (oi["available_at"] == oi["ts"] + pd.Timedelta(hours=1, minutes=5)).all()
+    liq = data["liquidations"]
+    ohlc = market.ohlcv("BTCUSDT", START, END).set_index("ts")
+    hour = liq["ts"].dt.floor("h")
+    assert (
+        (liq["price"] >= ohlc.loc[hour, "low"].to_numpy()) & (liq["price"] <= ohlc.loc[hour, "high"].to_numpy())
+    ).all()
+    fell = (ohlc.loc[hour, "close"] < ohlc.loc[hour, "open"]).to_numpy()
+    assert (liq["side"].to_numpy() == np.where(fell, "sell", "buy")).all()
+    # the same hour in any window
+    again = SyntheticDerivatives(market).open_interest("BTCUSDT", START + timedelta(days=1), END)
+    pd.testing.assert_frame_equal(again, oi[oi["ts"] >= START + timedelta(days=1)].reset_index(drop=True))
+
+
+def test_contracts_refuse_bad_rows_with_their_reasons(feeds):
+    _, data = feeds
+    funding = data["funding"].assign(source="x").reset_index(drop=True)
+    funding.loc[0, "funding_rate"] = 0.5
+    funding.loc[1, "funding_rate"] = np.nan
+    funding.loc[2, "ts"] = funding.loc[2, "ts"] + pd.Timedelta(minutes=30)
+    funding.loc[3, "available_at"] = funding.loc[3, "ts"] - pd.Timedelta(hours=1)
+    extra = funding.iloc[[4]].assign(funding_rate=0.001)  # same key, another value
+    result = validate_feed(DERIVATIVE_CONTRACTS["funding"], pd.concat([funding, extra]), START, END)
+    reasons = result.rejected["reason"].tolist()
+    assert any("beyond the configured bound" in r for r in reasons)
+    assert any("non-finite" in r for r in reasons)
+    assert any("not on the hour" in r for r in reasons)
+    assert any("available_at before ts" in r for r in reasons)
+    assert sum("conflicting rows" in r for r in reasons) == 2
+    liq = data["liquidations"].assign(source="x").reset_index(drop=True)
+    liq.loc[0, "side"] = "long"
+    liq.loc[1, "size"] = -1.0
+    bad = validate_feed(DERIVATIVE_CONTRACTS["liquidations"], liq, START, END).rejected
+    assert set(bad["reason"]) == {"side not buy/sell", "size or price not positive"}
+    oi = data["open_interest"].assign(source="x").reset_index(drop=True)
+    oi.loc[0, "open_interest"] = -5.0
+    assert validate_feed(DERIVATIVE_CONTRACTS["open_interest"], oi, START, END).rejected["reason"].tolist() == [
+        "negative open interest"
+    ]
+    ls = data["long_short_ratio"].assign(source="x").reset_index(drop=True)
+    ls.loc[0, "long_short_ratio"] = 0.0
+    assert len(validate_feed(DERIVATIVE_CONTRACTS["long_short_ratio"], ls, START, END).rejected) == 1
+
+
+def test_the_four_raw_assets_store_their_tables(warehouse_url):
+    with connect(warehouse_url) as conn, conn.transaction():
+        truncate_all(conn)
+    names = ["raw_funding_rates", "raw_open_interest", "raw_liquidations", "raw_long_short_ratio"]
+    result = run_assets(
+        names, warehouse_url, partition_range=("2024-03-01", "2024-03-02"), instance=DagsterInstance.ephemeral()
+    )
+    checks = {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == dict.fromkeys(names, True)
+    assert count(warehouse_url, "SELECT count(*) FROM raw_open_interest") == 2 * 24 * 4
+    assert count(warehouse_url, "SELECT count(*) FROM raw_funding_rates") == 2 * 3 * 4
+    assert count(warehouse_url, "SELECT count(*) FROM raw_liquidations") > 0
+    assert count(warehouse_url, "SELECT count(*) FROM raw_long_short_ratio WHERE venue = 'synthetic'") == 2 * 24 * 4
+    # idempotent
+    run_assets(names, warehouse_url, partition_range=("2024-03-01", "2024-03-02"), instance=DagsterInstance.ephemeral())
+    assert count(warehouse_url, "SELECT count(*) FROM raw_open_interest") == 2 * 24 * 4
