@@ -11,7 +11,7 @@ from dagster import (
     in_process_executor,
 )
 
-from pipeline_assets.assets.derivatives import DERIVATIVE_ASSETS
+from pipeline_assets.assets.derivatives import DERIVATIVE_ASSETS, market_aligned
 from pipeline_assets.assets.ensemble import direction_model_linear, ml_ensemble_predictions
 from pipeline_assets.assets.families import ml_features_cross_asset, ml_features_mtf, ml_features_ohlcv_ext
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
@@ -52,6 +52,7 @@ ASSETS = [
     ml_features_sentiment,
     ml_labels,
     ml_state_vectors,
+    market_aligned,
     ml_patterns,
     ml_features_ohlcv_ext,
     ml_features_mtf,
@@ -82,6 +83,7 @@ INGESTION_ASSET_NAMES = (
     "ml_features_sentiment",
     "ml_labels",
     "ml_state_vectors",
+    "market_aligned",
     "ml_patterns",
     "ml_features_ohlcv_ext",
     "ml_features_mtf",

@@ -100,3 +100,57 @@ def test_the_four_raw_assets_store_their_tables(warehouse_url):
     # idempotent
     run_assets(names, warehouse_url, partition_range=("2024-03-01", "2024-03-02"), instance=DagsterInstance.ephemeral())
     assert count(warehouse_url, "SELECT count(*) FROM raw_open_interest") == 2 * 24 * 4
+
+
+def test_aligned_grid_is_as_of_availability_with_staleness_and_gaps():
+    from pipeline_assets.features.aligned import align
+
+    hours = pd.date_range("2024-03-01 00:00", periods=12, freq="h", tz="UTC")
+    bars = pd.DataFrame({"ts": hours, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}).drop(index=5)
+    oi = pd.DataFrame({"ts": hours[:4], "open_interest": [10.0, 11.0, 12.0, 13.0]})
+    oi["available_at"] = oi["ts"] + pd.Timedelta(hours=1, minutes=5)  # published 5 min after the hour closes
+    funding = pd.DataFrame(
+        {"ts": [hours[0], hours[8]], "funding_rate": [0.001, 0.002], "available_at": [hours[0], hours[8]]}
+    )
+    liq = pd.DataFrame(
+        {
+            "ts": [
+                hours[2] + pd.Timedelta(minutes=10),
+                hours[2] + pd.Timedelta(minutes=50),
+                hours[3] + pd.Timedelta(minutes=1),
+            ],
+            "side": ["sell", "sell", "buy"],
+            "size": [1.0, 2.0, 3.0],
+            "price": [10.0, 10.0, 10.0],
+        }
+    )
+    liq["available_at"] = liq["ts"]
+    out = align("BTCUSDT", hours, bars, {"open_interest": oi, "funding": funding}, liq).set_index("ts")
+    # the OI of hour 0 is published at 01:05: the bar closing at 01:00 cannot see it, the next one can
+    assert np.isnan(out.loc[hours[0], "open_interest"]) and out.loc[hours[1], "open_interest"] == 10.0
+    assert out.loc[hours[1], "oi_staleness_h"] == 2.0
+    # beyond 3 hours of staleness the value is missing, not carried forward; the age still says why
+    assert out.loc[hours[5], "open_interest"] == 13.0 and np.isnan(out.loc[hours[6], "open_interest"])
+    assert out.loc[hours[6], "oi_staleness_h"] == 4.0
+    # funding paid at 00:00 is the value until the 08:00 one is known (at the close of 07:00's bar)
+    assert out.loc[hours[6], "funding_rate"] == 0.001 and out.loc[hours[6], "funding_staleness_h"] == 7.0
+    assert out.loc[hours[7], "funding_rate"] == 0.002 and out.loc[hours[7], "funding_staleness_h"] == 0.0
+    assert out.loc[hours[5], "bar_missing"] and np.isnan(out.loc[hours[5], "close"])
+    assert out.loc[hours[2], "liq_sell_notional"] == 30.0 and out.loc[hours[2], "liq_count"] == 2
+    assert out.loc[hours[3], "liq_buy_notional"] == 30.0 and out.loc[hours[4], "liq_count"] == 0
+    assert np.isnan(out["long_short_ratio"]).all()  # a feed without data is missing everywhere
+
+
+def test_market_aligned_asset_on_the_warehouse(warehouse_url):
+    with connect(warehouse_url) as conn, conn.transaction():
+        truncate_all(conn)
+    names = ["raw_ohlcv", "raw_funding_rates", "raw_open_interest", "raw_liquidations", "raw_long_short_ratio"]
+    instance = DagsterInstance.ephemeral()
+    run_assets(names, warehouse_url, partition_range=("2024-03-01", "2024-03-02"), instance=instance)
+    run_assets(["market_aligned"], warehouse_url, partition_key="2024-03-02", instance=instance)
+    assert count(warehouse_url, "SELECT count(*) FROM market_aligned") == 24 * 4
+    assert count(warehouse_url, "SELECT count(*) FROM market_aligned WHERE bar_missing") == 0
+    # hourly feeds are at most 2 hours old at a bar's close; funding at most 9
+    assert count(warehouse_url, "SELECT max(oi_staleness_h) FROM market_aligned") == 2.0
+    assert count(warehouse_url, "SELECT count(*) FROM market_aligned WHERE open_interest IS NULL") == 0
+    assert count(warehouse_url, "SELECT max(funding_staleness_h) FROM market_aligned") <= 9.0

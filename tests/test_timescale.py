@@ -42,6 +42,7 @@ TIME_SERIES_TABLES = {
     "raw_open_interest",
     "raw_liquidations",
     "raw_long_short_ratio",
+    "market_aligned",
 }
 
 

@@ -20,12 +20,15 @@ from pipeline_assets.assets._common import (
     run_window,
     transient_only,
 )
+from pipeline_assets.assets.ingestion import raw_ohlcv
 from pipeline_assets.contracts.derivatives import DERIVATIVE_CONTRACTS, validate_feed
+from pipeline_assets.features import aligned
 from pipeline_assets.partitions import SYMBOLS, symbol_day_key
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
 from pipeline_assets.sources.derivatives import SyntheticDerivatives
 from pipeline_assets.store.frames import read_frame, upsert_frame
 from pipeline_assets.store.quarantine import replace_quarantine_many
+from pipeline_assets.store.warehouse import read_ohlcv
 
 CONTRACT_CHECK = "contract"
 
@@ -113,3 +116,72 @@ raw_open_interest = derivative_asset("open_interest")
 raw_liquidations = derivative_asset("liquidations")
 raw_long_short_ratio = derivative_asset("long_short_ratio")
 DERIVATIVE_ASSETS = [raw_funding_rates, raw_open_interest, raw_liquidations, raw_long_short_ratio]
+
+
+@daily_asset(
+    group_name="features",
+    tags={"layer": "features", "family": "aligned"},
+    deps=[raw_ohlcv, *DERIVATIVE_ASSETS],
+    metadata={
+        "max_staleness_hours": MetadataValue.json({feed: spec[2] for feed, spec in aligned.FEEDS.items()}),
+    },
+)
+@transient_only
+def market_aligned(context: AssetExecutionContext, warehouse: WarehouseResource):
+    """Per symbol and closed hour: the bar and every derivatives feed as known at the bar's close,
+    with staleness; stale values are missing, not carried forward; hours without a bar are rows
+    marked bar_missing."""
+    window = run_window(context)
+    end = closed_bars_end(window.end)
+    hours = pd.date_range(window.start, end, freq="h", inclusive="left")
+    if len(hours) == 0:
+        return MaterializeResult(metadata={"rows_in_run": MetadataValue.int(0)})
+    lookback = timedelta(hours=aligned.LOOKBACK_HOURS + 1)
+    with warehouse.transaction() as conn:
+        bars = read_ohlcv(conn, list(SYMBOLS), window.start, end)
+        feeds = {
+            feed: read_frame(
+                conn,
+                f"SELECT symbol, ts, available_at, {spec[0]} FROM {DERIVATIVE_CONTRACTS[feed].table} "
+                "WHERE ts >= %s AND ts < %s AND available_at <= %s ORDER BY symbol, ts",
+                (window.start - lookback, end, end),
+            )
+            for feed, spec in aligned.FEEDS.items()
+        }
+        liquidations = read_frame(
+            conn,
+            "SELECT symbol, ts, available_at, side, size, price FROM raw_liquidations "
+            "WHERE ts >= %s AND ts < %s ORDER BY symbol, ts",
+            (window.start, end),
+        )
+    frames = []
+    for symbol in SYMBOLS:
+        frames.append(
+            aligned.align(
+                symbol,
+                hours,
+                bars[bars["symbol"] == symbol],
+                {feed: f[f["symbol"] == symbol] for feed, f in feeds.items()},
+                liquidations[liquidations["symbol"] == symbol],
+            )
+        )
+    rows = pd.concat(frames, ignore_index=True)
+    with warehouse.transaction() as conn:
+        stats = upsert_frame(conn, "market_aligned", rows, ["symbol", "ts"], changed_by_day="ts")
+    missing = rows.groupby(rows["ts"].dt.strftime("%Y-%m-%d"))["bar_missing"].sum()
+    add_day_metadata(
+        context, {d: {"hours_without_bar": MetadataValue.int(int(missing.get(d, 0)))} for d in window.days}
+    )
+    stale = {v: int(rows[v].isna().sum()) for v, _, _ in aligned.FEEDS.values()}
+    return MaterializeResult(
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                "rows_in_run": MetadataValue.int(len(rows)),
+                "rows_changed": MetadataValue.int(stats.inserted + stats.updated),
+                "hours_without_bar": MetadataValue.int(int(rows["bar_missing"].sum())),
+                "missing_or_stale_values": MetadataValue.json(stale),
+            },
+        )
+    )

@@ -42,6 +42,7 @@ WAREHOUSE_TABLES = (
     "raw_open_interest",
     "raw_liquidations",
     "raw_long_short_ratio",
+    "market_aligned",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
