@@ -13,7 +13,12 @@ from dagster import (
 
 from pipeline_assets.assets.derivatives import DERIVATIVE_ASSETS, market_aligned
 from pipeline_assets.assets.ensemble import direction_model_linear, ml_ensemble_predictions
-from pipeline_assets.assets.families import ml_features_cross_asset, ml_features_mtf, ml_features_ohlcv_ext
+from pipeline_assets.assets.families import (
+    ml_features_cross_asset,
+    ml_features_derivatives,
+    ml_features_mtf,
+    ml_features_ohlcv_ext,
+)
 from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_sentiment, ml_labels
 from pipeline_assets.assets.inference import dashboard_data, ml_predictions, model_performance, trading_signals
 from pipeline_assets.assets.ingestion import raw_ohlcv, raw_sentiment
@@ -57,6 +62,7 @@ ASSETS = [
     ml_features_ohlcv_ext,
     ml_features_mtf,
     ml_features_cross_asset,
+    ml_features_derivatives,
     training_dataset,
     direction_model_xgboost,
     direction_model_linear,
@@ -88,6 +94,7 @@ INGESTION_ASSET_NAMES = (
     "ml_features_ohlcv_ext",
     "ml_features_mtf",
     "ml_features_cross_asset",
+    "ml_features_derivatives",
 )
 INFERENCE_ASSET_NAMES = (
     "ml_predictions",

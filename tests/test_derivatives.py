@@ -154,3 +154,17 @@ def test_market_aligned_asset_on_the_warehouse(warehouse_url):
     assert count(warehouse_url, "SELECT max(oi_staleness_h) FROM market_aligned") == 2.0
     assert count(warehouse_url, "SELECT count(*) FROM market_aligned WHERE open_interest IS NULL") == 0
     assert count(warehouse_url, "SELECT max(funding_staleness_h) FROM market_aligned") <= 9.0
+    # the derivatives family from the stored grid
+    run_assets(["ml_features_derivatives"], warehouse_url, partition_key="2024-03-02", instance=instance)
+    from pipeline_assets.features.families import FAMILIES
+    from pipeline_assets.store.frames import read_frame
+
+    family = FAMILIES["derivatives"]
+    with connect(warehouse_url) as conn:
+        grid = read_frame(conn, "SELECT * FROM market_aligned ORDER BY symbol, ts")
+        stored = read_frame(
+            conn, f"SELECT symbol, ts, {', '.join(family.columns)} FROM ml_features_derivatives ORDER BY symbol, ts"
+        )
+    expected = family.compute_days(grid, ["2024-03-02"], sorted(grid["symbol"].unique()))
+    pd.testing.assert_frame_equal(stored, expected.sort_values(["symbol", "ts"], ignore_index=True), check_dtype=False)
+    assert stored["oi_staleness_h"].max() == 2.0 and stored["log_long_short_ratio"].notna().all()

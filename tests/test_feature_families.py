@@ -48,6 +48,51 @@ def _bars(days: int, symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"), seed: int = 3, d
     return bars.drop(index=list(drop)).reset_index(drop=True)
 
 
+def _grid(days: int, symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"), seed: int = 3) -> pd.DataFrame:
+    """An aligned grid (market_aligned's columns) with some stale (NaN) values."""
+    rng = np.random.default_rng(seed)
+    n = days * 24
+    ts = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    frames = []
+    for symbol in symbols:
+        funding = np.repeat(rng.normal(0.0001, 0.0003, n // 8 + 1), 8)[:n]
+        frame = pd.DataFrame(
+            {
+                "symbol": symbol,
+                "ts": ts,
+                "funding_rate": np.where(rng.random(n) < 0.02, np.nan, funding),
+                "funding_staleness_h": np.arange(n) % 8 + 1.0,
+                "open_interest": 1e6 * np.exp(np.cumsum(rng.normal(0, 0.01, n))),
+                "oi_staleness_h": 2.0,
+                "long_short_ratio": np.exp(rng.normal(0, 0.1, n)),
+                "ls_staleness_h": 2.0,
+                "liq_buy_notional": np.where(rng.random(n) < 0.1, rng.lognormal(8, 1, n), 0.0),
+                "liq_sell_notional": np.where(rng.random(n) < 0.1, rng.lognormal(8, 1, n), 0.0),
+            }
+        )
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _inputs(family, days: int, seed: int) -> pd.DataFrame:
+    return _grid(days, seed=seed) if family.inputs[0] == "market_aligned" else _bars(days, seed=seed)
+
+
+def _perturb_after(family, frame: pd.DataFrame, cut) -> pd.DataFrame:
+    out = frame.copy()
+    later = out["ts"] > cut
+    scale = np.exp(np.random.default_rng(9).normal(0, 0.05, later.sum()))
+    columns = (
+        ["funding_rate", "open_interest", "long_short_ratio", "liq_buy_notional"]
+        if family.inputs[0] == "market_aligned"
+        else ["open", "high", "low", "close"]
+    )
+    out.loc[later, columns] = out.loc[later, columns].to_numpy() * scale[:, None]
+    if "volume" in out.columns:
+        out.loc[later, "volume"] *= 3.0
+    return out
+
+
 def _days(first: str, n: int) -> list[str]:
     start = pd.Timestamp(first)
     return [(start + pd.Timedelta(days=i)).strftime("%Y-%m-%d") for i in range(n)]
@@ -81,16 +126,11 @@ def test_feature_set_ids_are_stable_and_the_model_id_did_not_change():
 @pytest.mark.parametrize("name", COMPUTED)
 def test_every_family_is_causal(name):
     family = FAMILIES[name]
-    bars = _bars(45)
+    bars = _inputs(family, 45, 3)
     days = _days("2024-02-05", 5)
     base = family.compute_days(bars, days, ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
     cut = pd.Timestamp("2024-02-07 13:00", tz="UTC")  # bar T; its close is T + 1h
-    perturbed = bars.copy()
-    later = perturbed["ts"] > cut
-    perturbed.loc[later, ["open", "high", "low", "close"]] *= np.exp(
-        np.random.default_rng(9).normal(0, 0.05, later.sum())
-    )[:, None]
-    perturbed.loc[later, "volume"] *= 3.0
+    perturbed = _perturb_after(family, bars, cut)
     again = family.compute_days(perturbed, days, ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
     known = base["ts"] <= cut
     pd.testing.assert_frame_equal(base[known].reset_index(drop=True), again[again["ts"] <= cut].reset_index(drop=True))
@@ -100,7 +140,7 @@ def test_every_family_is_causal(name):
 @pytest.mark.parametrize("name", COMPUTED)
 def test_every_family_is_batch_invariant(name):
     family = FAMILIES[name]
-    bars = _bars(45, seed=5)
+    bars = _inputs(family, 45, 5)
     days = _days("2024-02-01", 6)
     symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     together = family.compute_days(bars, days, symbols).sort_values(["symbol", "ts"]).reset_index(drop=True)

@@ -43,6 +43,7 @@ TIME_SERIES_TABLES = {
     "raw_liquidations",
     "raw_long_short_ratio",
     "market_aligned",
+    "ml_features_derivatives",
 }
 
 

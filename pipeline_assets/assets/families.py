@@ -6,6 +6,7 @@ feature_set_id) in one transaction, and registers the family version in ``featur
 import math
 from datetime import timedelta
 
+import pandas as pd
 from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue
 
 from pipeline_assets.assets._common import (
@@ -20,15 +21,26 @@ from pipeline_assets.assets._common import (
     symbol_day_table,
     transient_only,
 )
+from pipeline_assets.assets.derivatives import market_aligned
 from pipeline_assets.assets.ingestion import raw_ohlcv
-from pipeline_assets.features.families import CROSS_ASSET, MTF, OHLCV_EXT, FeatureFamily
+from pipeline_assets.features.families import CROSS_ASSET, DERIVATIVES, MTF, OHLCV_EXT, FeatureFamily
 from pipeline_assets.partitions import SYMBOLS, days_window
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store.feature_sets import register_family
-from pipeline_assets.store.frames import upsert_frame
+from pipeline_assets.store.frames import read_frame, upsert_frame
 from pipeline_assets.store.warehouse import read_ohlcv
 
-INPUT_ASSETS = {"raw_ohlcv": raw_ohlcv}
+INPUT_ASSETS = {"raw_ohlcv": raw_ohlcv, "market_aligned": market_aligned}
+
+
+def _read_inputs(conn, family: FeatureFamily, start, end) -> pd.DataFrame:
+    if family.inputs[0] == "market_aligned":
+        return read_frame(
+            conn,
+            "SELECT * FROM market_aligned WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s ORDER BY symbol, ts",
+            (list(SYMBOLS), start, end),
+        )
+    return read_ohlcv(conn, list(SYMBOLS), start, end)
 
 
 def family_asset(family: FeatureFamily):
@@ -54,10 +66,11 @@ def family_asset(family: FeatureFamily):
     def _asset(context: AssetExecutionContext, warehouse: WarehouseResource):
         window = run_window(context)
         with warehouse.transaction() as conn:
-            bars = read_ohlcv(conn, list(SYMBOLS), window.start - timedelta(hours=family.lookback_hours), window.end)
+            bars = _read_inputs(conn, family, window.start - timedelta(hours=family.lookback_hours), window.end)
         if not (bars["ts"] >= window.start).any():
             raise Failure(
-                f"{family.table} {window.label}: no raw_ohlcv bars for any symbol; materialise raw_ohlcv",
+                f"{family.table} {window.label}: no {family.inputs[0]} rows for any symbol; materialise "
+                f"{family.inputs[0]}",
                 allow_retries=False,
             )
         rows = family.compute_days(bars, window.days, list(SYMBOLS))
@@ -101,5 +114,13 @@ def family_asset(family: FeatureFamily):
 ml_features_mtf = family_asset(MTF)
 ml_features_cross_asset = family_asset(CROSS_ASSET)
 ml_features_ohlcv_ext = family_asset(OHLCV_EXT)
-FAMILY_ASSETS = [ml_features_ohlcv_ext, ml_features_mtf, ml_features_cross_asset]
-__all__ = ["FAMILY_ASSETS", "family_asset", "ml_features_cross_asset", "ml_features_mtf", "ml_features_ohlcv_ext"]
+ml_features_derivatives = family_asset(DERIVATIVES)
+FAMILY_ASSETS = [ml_features_ohlcv_ext, ml_features_mtf, ml_features_cross_asset, ml_features_derivatives]
+__all__ = [
+    "FAMILY_ASSETS",
+    "family_asset",
+    "ml_features_cross_asset",
+    "ml_features_derivatives",
+    "ml_features_mtf",
+    "ml_features_ohlcv_ext",
+]

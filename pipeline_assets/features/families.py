@@ -23,6 +23,7 @@ import pandas as pd
 
 from pipeline_assets.contracts.versioning import content_id
 from pipeline_assets.features import cross_asset, mtf, ohlcv_ext, ohlcv_features, sentiment
+from pipeline_assets.features import derivatives as derivative_features
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,20 @@ def _cross_asset_family() -> FeatureFamily:
 
 
 CROSS_ASSET = _cross_asset_family()
-FAMILIES: dict[str, FeatureFamily] = {f.name: f for f in (OHLCV, OHLCV_EXT, SENTIMENT, MTF, CROSS_ASSET)}
+DERIVATIVES = FeatureFamily(
+    name="derivatives",
+    table="ml_features_derivatives",
+    columns=derivative_features.DERIVATIVE_COLUMNS,
+    params=derivative_features.DERIVATIVE_PARAMS,
+    version=derivative_features.DERIVATIVE_VERSION,
+    lookback_hours=derivative_features.LOOKBACK_HOURS,
+    inputs=("market_aligned",),
+    feature_set_id=derivative_features.DERIVATIVE_SET_ID,
+    compute_days=derivative_features.derivative_days,
+    description="Funding rate and its 30-day z-score, open-interest change, liquidation imbalance, long/short "
+    "ratio, each with its staleness, from the aligned grid.",
+)
+FAMILIES: dict[str, FeatureFamily] = {f.name: f for f in (OHLCV, OHLCV_EXT, SENTIMENT, MTF, CROSS_ASSET, DERIVATIVES)}
 # Families whose columns the models see (in this order); adding one changes the model feature set.
 MODEL_FAMILIES: tuple[str, ...] = ("ohlcv", "sentiment")
 

@@ -43,6 +43,7 @@ WAREHOUSE_TABLES = (
     "raw_liquidations",
     "raw_long_short_ratio",
     "market_aligned",
+    "ml_features_derivatives",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
@@ -173,7 +174,7 @@ def model_inputs_sql(names: Sequence[str] | None = None) -> str:
 
 
 # Families whose tables key rows by feature_set_id (several versions may coexist).
-VERSIONED_FAMILIES = frozenset({"ohlcv_ext", "mtf", "cross_asset"})
+VERSIONED_FAMILIES = frozenset({"ohlcv_ext", "mtf", "cross_asset", "derivatives"})
 
 
 def read_model_inputs(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
