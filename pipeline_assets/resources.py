@@ -72,11 +72,12 @@ class MarketDataResource(ConfigurableResource):
             return self.exchange()
         return self._market
 
-    def exchange(self):
-        """The ccxt exchange source (one per call: it holds the exchange's rate-limit state)."""
+    def exchange(self, market_type: str | None = None):
+        """The ccxt exchange source (one per call: it holds the exchange's rate-limit state);
+        ``market_type='swap'`` for the perpetuals the derivatives feeds come from."""
         from pipeline_assets.sources.exchange import ExchangeSource
 
-        return ExchangeSource(exchange_id=self.exchange_id, market_type=self.market_type)
+        return ExchangeSource(exchange_id=self.exchange_id, market_type=market_type or self.market_type)
 
     def headlines(self) -> HeadlineSource:
         if self.headline_path:

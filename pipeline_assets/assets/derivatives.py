@@ -1,15 +1,18 @@
 """Raw derivatives feeds as assets, one per feed and table, partitioned like the bars: funding,
 open interest, liquidations and long/short ratio of the perpetual of each configured coin.
 
-From the synthetic market they are generated consistently with its bars for any past day. An
-exchange or CSV source has no derivatives feed wired yet: those runs store nothing and say so in
-the metadata. Rows that break their contract go to quarantine with the reason; a blocking check
-re-validates what was stored."""
+From the synthetic market they are generated consistently with its bars for any past day; from an
+exchange (PIPELINE_MARKET_SOURCE=exchange) funding, open interest and long/short ratio come from
+the perpetual of each coin through ccxt (exchanges keep about 30 days of open interest and
+long/short history; older hours are missing and reported), liquidations have no public history
+(reported per symbol). A CSV source has no derivatives feeds: those runs store nothing and say
+so. Rows that break their contract go to quarantine with the reason; a blocking check re-validates
+what was stored."""
 
 from datetime import timedelta
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Failure, MaterializeResult, MetadataValue
 
 from pipeline_assets.assets._common import (
     OWNERS,
@@ -25,7 +28,8 @@ from pipeline_assets.contracts.derivatives import DERIVATIVE_CONTRACTS, validate
 from pipeline_assets.features import aligned
 from pipeline_assets.partitions import SYMBOLS, symbol_day_key
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
-from pipeline_assets.sources.derivatives import SyntheticDerivatives
+from pipeline_assets.sources.base import SourceDataMissing, SourceError
+from pipeline_assets.sources.derivatives import ExchangeDerivatives, SyntheticDerivatives
 from pipeline_assets.store.frames import read_frame, upsert_frame
 from pipeline_assets.store.quarantine import replace_quarantine_many
 from pipeline_assets.store.warehouse import read_ohlcv
@@ -58,27 +62,38 @@ def derivative_asset(feed: str):
     def _asset(context: AssetExecutionContext, warehouse: WarehouseResource, market: MarketDataResource):
         window = run_window(context)
         end = closed_bars_end(window.end)
-        if market.ohlcv_source != "synthetic" or end <= window.start:
+        if market.ohlcv_source == "csv" or end <= window.start:
             note = (
-                f"no {feed} source for ohlcv_source={market.ohlcv_source!r} yet"
-                if market.ohlcv_source != "synthetic"
+                f"no {feed} source for ohlcv_source='csv'"
+                if market.ohlcv_source == "csv"
                 else "no hour of the range has closed yet"
             )
             return MaterializeResult(
                 metadata={"rows_in_run": MetadataValue.int(0), "note": MetadataValue.text(note)},
                 check_results=[AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata={"note": note})],
             )
-        source = SyntheticDerivatives(market.ohlcv(), seed=market.synthetic_seed)
+        if market.ohlcv_source == "exchange":
+            source = ExchangeDerivatives(market.exchange("swap"))
+            source_name, venue = source.source.name, source.venue
+        else:
+            source = SyntheticDerivatives(market.ohlcv(), seed=market.synthetic_seed)
+            source_name, venue = source.market.name, "synthetic"
         fetch = getattr(source, feed)
-        valid, rejected_by_key = [], {}
+        valid, rejected_by_key, absent = [], {}, {}
         for symbol in SYMBOLS:
-            frame = fetch(symbol, window.start, end).assign(source=source.market.name)
+            try:
+                frame = fetch(symbol, window.start, end).assign(source=source_name)
+            except SourceDataMissing as exc:
+                absent[symbol] = str(exc)
+                continue
+            except SourceError as exc:
+                raise Failure(f"{contract.table} {symbol} {window.label}: {exc}", allow_retries=False) from exc
             result = validate_feed(contract, frame, window.start, end)
             valid.append(result.valid)
             for day in window.days:
                 day_rows = result.rejected[result.rejected["ts"].dt.strftime("%Y-%m-%d") == day]
                 rejected_by_key[symbol_day_key(day, symbol)] = day_rows.rename(columns={})
-        rows = pd.concat(valid, ignore_index=True)[columns]
+        rows = pd.concat(valid, ignore_index=True)[columns] if valid else pd.DataFrame(columns=columns)
         with warehouse.transaction() as conn:
             stats = upsert_frame(conn, contract.table, rows, list(contract.key), changed_by_day="ts")
             quarantined = sum(replace_quarantine_many(conn, contract.table, rejected_by_key).values())
@@ -98,7 +113,8 @@ def derivative_asset(feed: str):
                     "rows_in_run": MetadataValue.int(len(rows)),
                     "rows_changed": MetadataValue.int(stats.inserted + stats.updated),
                     "quarantined_rows_in_run": MetadataValue.int(quarantined),
-                    "venue": "synthetic",
+                    "venue": venue,
+                    "symbols_without_data": MetadataValue.json(absent),
                 },
             ),
             check_results=[
