@@ -68,19 +68,21 @@ def compute_derivative_features(grid: pd.DataFrame) -> pd.DataFrame:
 
 
 def derivative_days(grid: pd.DataFrame, days: Sequence[str], symbols: Sequence[str]) -> pd.DataFrame:
-    """compute_days for the family: each day from its own LOOKBACK_HOURS of grid rows."""
+    """compute_days for the family. Every value is a fixed window of at most LOOKBACK_HOURS rows,
+    so one pass per symbol over the days plus their lookback gives exactly the rows of one pass
+    per day (batch invariance, tested)."""
+    if not days:
+        return pd.DataFrame(columns=["symbol", "ts", *DERIVATIVE_COLUMNS])
+    wanted = {pd.Timestamp(d, tz="UTC") for d in days}
+    first = min(wanted)
     frames = []
     for symbol in symbols:
-        own = grid[grid["symbol"] == symbol]
-        for day in days:
-            start = pd.Timestamp(day, tz="UTC")
-            part = own[
-                (own["ts"] >= start - pd.Timedelta(hours=LOOKBACK_HOURS)) & (own["ts"] < start + pd.Timedelta(days=1))
-            ]
-            if not (part["ts"] >= start).any():
-                continue
-            features = compute_derivative_features(part)
-            frames.append(features[features["ts"] >= start].assign(symbol=symbol))
+        own = grid[(grid["symbol"] == symbol) & (grid["ts"] >= first - pd.Timedelta(hours=LOOKBACK_HOURS))]
+        if own.empty:
+            continue
+        features = compute_derivative_features(own)
+        keep = features["ts"].dt.floor("D").isin(wanted)
+        frames.append(features[keep.to_numpy()].assign(symbol=symbol))
     if not frames:
         return pd.DataFrame(columns=["symbol", "ts", *DERIVATIVE_COLUMNS])
     return pd.concat(frames, ignore_index=True)[["symbol", "ts", *DERIVATIVE_COLUMNS]]
