@@ -46,7 +46,7 @@ from pipeline_assets.assets._common import (
     utc_now,
 )
 from pipeline_assets.assets.inference import ml_predictions
-from pipeline_assets.assets.models import TrainingConfig, decide_promotion, training_dataset
+from pipeline_assets.assets.models import TrainingConfig, decide_promotion, load_training_dataset, training_dataset
 from pipeline_assets.ml import breakers, direction_xgb, ensemble, linear_model
 from pipeline_assets.ml.baselines import class_priors
 from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
@@ -81,19 +81,7 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
     """The linear member, trained on the newest registered training dataset (or ``dataset_id``),
     registered with its parameters as JSON and promoted only by a significant improvement."""
     params = linear_model.LinearTrainingParams(min_rows=config.min_rows)
-    with warehouse.transaction() as conn:
-        try:
-            dataset = (
-                artifacts.get_training_dataset(conn, config.dataset_id)
-                if config.dataset_id is not None
-                else artifacts.latest_training_dataset(conn)
-            )
-        except artifacts.ArtifactError as exc:
-            raise Failure(f"direction_model_linear: {exc}", allow_retries=False) from exc
-    if dataset is None:
-        raise Failure(
-            "direction_model_linear: no training dataset yet; materialise training_dataset", allow_retries=False
-        )
+    dataset = load_training_dataset(warehouse, config, "direction_model_linear")
     try:
         trained = linear_model.train_linear_model(artifacts.read_training_dataset(dataset), params)
     except (artifacts.ArtifactError, DatasetError, TrainingError) as exc:

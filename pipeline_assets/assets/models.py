@@ -165,6 +165,22 @@ def training_dataset(context: AssetExecutionContext, config: DatasetConfig, ware
     )
 
 
+def load_training_dataset(warehouse: WarehouseResource, config: TrainingConfig, asset_name: str):
+    """The registered training dataset a member trains on: ``config.dataset_id`` or the newest."""
+    with warehouse.transaction() as conn:
+        try:
+            dataset = (
+                artifacts.get_training_dataset(conn, config.dataset_id)
+                if config.dataset_id is not None
+                else artifacts.latest_training_dataset(conn)
+            )
+        except artifacts.ArtifactError as exc:
+            raise Failure(f"{asset_name}: {exc}", allow_retries=False) from exc
+    if dataset is None:
+        raise Failure(f"{asset_name}: no training dataset yet; materialise training_dataset", allow_retries=False)
+    return dataset
+
+
 def decide_promotion(context, conn, candidate, test_rows, predict_candidate, predict_with_artifact):
     """Champion/challenger for ``candidate`` (a registered model): the first valid model of its
     name becomes champion; a champion of another feature set gives way; otherwise the candidate
@@ -247,19 +263,7 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
     register it in ml_models_metadata (artifact bytes + sha256, dataset id) and promote it if it
     beats the champion on held-out rows."""
     params = direction_xgb.XgbTrainingParams(min_rows=config.min_rows)
-    with warehouse.transaction() as conn:
-        try:
-            dataset = (
-                artifacts.get_training_dataset(conn, config.dataset_id)
-                if config.dataset_id is not None
-                else artifacts.latest_training_dataset(conn)
-            )
-        except artifacts.ArtifactError as exc:
-            raise Failure(f"direction_model_xgboost: {exc}", allow_retries=False) from exc
-    if dataset is None:
-        raise Failure(
-            "direction_model_xgboost: no training dataset yet; materialise training_dataset", allow_retries=False
-        )
+    dataset = load_training_dataset(warehouse, config, "direction_model_xgboost")
     try:
         complete = artifacts.read_training_dataset(dataset)
         trained = direction_xgb.train_direction_model(complete, params)
