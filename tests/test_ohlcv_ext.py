@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from pipeline_assets.features.ohlcv_ext import EXT_COLUMNS, ohlcv_ext_array, ohlcv_ext_range
 
@@ -24,7 +23,7 @@ def col(out, name):
 
 
 def test_the_indicators_talib_has_equal_talib():
-    talib = pytest.importorskip("talib")
+    import talib  # the dev extra installs it (a test reference, never a runtime dependency)
     o, h, low, c, v = _walk()
     out = ohlcv_ext_array(o, h, low, c, v)
     warm = slice(400, None)  # Wilder smoothing and EMA seeds forgotten
