@@ -1,5 +1,7 @@
-"""Writing a year of hourly bars for 10 symbols into raw_ohlcv on TimescaleDB: the project's write
-path (store.frames.upsert_frame) against a plain binary COPY into the same hypertable.
+"""Writing a year of hourly bars plus every derivatives feed for 10 symbols on TimescaleDB: the
+project's write path (store.frames.upsert_frame) against a plain binary COPY into the same
+hypertables (raw_ohlcv, raw_funding_rates, raw_open_interest, raw_long_short_ratio,
+raw_liquidations; the feeds from the synthetic market).
 
     python benchmarks/bench_timescale_write.py [--repeats 3]
 
@@ -30,8 +32,6 @@ from pipeline_assets.timescale_build import build
 
 SYMBOLS = [f"SYM{i:02d}USDT" for i in range(10)]
 HOURS = 365 * 24
-COLUMNS = ["symbol", "ts", "open", "high", "low", "close", "volume", "source"]
-TYPES = ["text", "timestamptz", "float8", "float8", "float8", "float8", "float8", "text"]
 
 
 def year_of_bars() -> pd.DataFrame:
@@ -56,29 +56,67 @@ def year_of_bars() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def empty(url: str) -> None:
+def feeds() -> list[tuple[str, pd.DataFrame, list[str], str]]:
+    """(table, a year of rows, key, the value column a rewrite changes) for each feed."""
+    from datetime import UTC, datetime
+
+    from pipeline_assets.contracts.derivatives import DERIVATIVE_CONTRACTS
+    from pipeline_assets.sources.derivatives import SyntheticDerivatives
+    from pipeline_assets.sources.synthetic import SyntheticMarket
+
+    source = SyntheticDerivatives(SyntheticMarket())
+    start, end = datetime(2023, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)
+    changed = {"funding": "funding_rate", "open_interest": "open_interest", "long_short_ratio": "long_short_ratio",
+               "liquidations": "size"}  # fmt: skip
+    out = []
+    for feed, contract in DERIVATIVE_CONTRACTS.items():
+        frame = pd.concat([getattr(source, feed)(s, start, end) for s in SYMBOLS], ignore_index=True)
+        frame = frame.assign(source="bench")[[c.name for c in contract.columns]]
+        out.append((contract.table, frame, list(contract.key), changed[feed]))
+    return out
+
+
+PG_TYPES = {"text": "text", "timestamp with time zone": "timestamptz", "double precision": "float8", "integer": "int4"}
+
+
+def empty(url: str, tables) -> None:
     with connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE raw_ohlcv")
+        conn.execute(f"TRUNCATE {', '.join(tables)}")
 
 
-def plain_copy(url: str, frame: pd.DataFrame) -> float:
-    rows = list(zip(*(frame[c].dt.to_pydatetime() if c == "ts" else frame[c].tolist() for c in COLUMNS), strict=True))
+def plain_copy(url: str, table: str, frame: pd.DataFrame) -> float:
+    columns = list(frame.columns)
+    with connect(url) as conn:
+        types = dict(
+            conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s", (table,)
+            ).fetchall()
+        )
+    rows = list(
+        zip(
+            *(
+                frame[c].dt.to_pydatetime() if str(frame[c].dtype).startswith("datetime") else frame[c].tolist()
+                for c in columns
+            ),
+            strict=True,
+        )
+    )
     started = time.perf_counter()
     with connect(url) as conn, conn.transaction(), conn.cursor() as cur:
-        stmt = sql.SQL("COPY raw_ohlcv ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         with cur.copy(stmt) as copy:
-            copy.set_types(TYPES)
+            copy.set_types([PG_TYPES[types[c]] for c in columns])
             for row in rows:
                 copy.write_row(row)
     return time.perf_counter() - started
 
 
-def project_write(url: str, frame: pd.DataFrame) -> float:
+def project_write(url: str, table: str, frame: pd.DataFrame, key: list[str]) -> float:
     started = time.perf_counter()
     with connect(url) as conn, conn.transaction():
-        upsert_frame(conn, "raw_ohlcv", frame, ["symbol", "ts"])
+        upsert_frame(conn, table, frame, key)
     return time.perf_counter() - started
 
 
@@ -87,41 +125,54 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     build()
-    frame = year_of_bars()
-    changed = frame.assign(close=frame["close"] * 1.001)
-    n = len(frame)
+    bars = year_of_bars()
+    work = [("raw_ohlcv", bars, ["symbol", "ts"], "close"), *feeds()]
+    tables = [t for t, *_ in work]
     with tempfile.TemporaryDirectory(prefix="bench_tsdb_") as tmp:
         server = start_embedded(Path(tmp) / "pgdata", cleanup_mode="delete", timescale=True)
         try:
             url = server.get_uri()
             report = migrate(url)
             assert report.timescaledb, "TimescaleDB is not usable on the benchmark server"
-            timings: dict[str, list[float]] = {"copy": [], "first": [], "rewrite": []}
+            timings = {(t, k): [] for t in tables for k in ("copy", "first", "rewrite")}
             for _ in range(args.repeats):
-                empty(url)
-                timings["copy"].append(plain_copy(url, frame))
-                empty(url)
-                timings["first"].append(project_write(url, frame))
-                timings["rewrite"].append(project_write(url, changed))
+                empty(url, tables)
+                for table, frame, _, _ in work:
+                    timings[(table, "copy")].append(plain_copy(url, table, frame))
+                empty(url, tables)
+                for table, frame, key, column in work:
+                    timings[(table, "first")].append(project_write(url, table, frame, key))
+                    changed = frame.assign(**{column: frame[column] * 1.001})
+                    timings[(table, "rewrite")].append(project_write(url, table, changed, key))
             with connect(url) as conn:
-                (stored,) = conn.execute("SELECT count(*) FROM raw_ohlcv WHERE source = 'bench'").fetchone()
-            assert stored == n, (stored, n)
+                for table, frame, _, _ in work:
+                    (stored,) = conn.execute(f"SELECT count(*) FROM {table} WHERE source = 'bench'").fetchone()
+                    assert stored == len(frame), (table, stored, len(frame))
         finally:
             server.cleanup()
-    reference = n / statistics.median(timings["copy"])
+    print(f"a year for {len(SYMBOLS)} symbols on TimescaleDB, median of {args.repeats}\n")
+    header = "| table | rows | plain binary COPY rows/s | first write rows/s (ratio) | rewrite rows/s (ratio) |"
+    print(header)
+    print("|---|---:|---:|---:|---:|")
+    totals = {"copy": 0.0, "first": 0.0, "rewrite": 0.0}
+    rows_total = 0
+    for table, frame, _, _ in work:
+        n = len(frame)
+        rows_total += n
+        med = {k: statistics.median(timings[(table, k)]) for k in totals}
+        for k in totals:
+            totals[k] += med[k]
+        ref = n / med["copy"]
+        print(
+            f"| {table} | {n:,} | {ref:,.0f} | {n / med['first']:,.0f} ({n / med['first'] / ref:.2f}) | "
+            f"{n / med['rewrite']:,.0f} ({n / med['rewrite'] / ref:.2f}) |"
+        )
+    ref = rows_total / totals["copy"]
     print(
-        f"{n:,} rows ({len(SYMBOLS)} symbols x {HOURS} hourly bars) into raw_ohlcv on TimescaleDB, "
-        f"median of {args.repeats}"
+        f"| all | {rows_total:,} | {ref:,.0f} | {rows_total / totals['first']:,.0f} "
+        f"({rows_total / totals['first'] / ref:.2f}) | {rows_total / totals['rewrite']:,.0f} "
+        f"({rows_total / totals['rewrite'] / ref:.2f}) |"
     )
-    print("| write | median s | rows/s | ratio vs plain COPY |")
-    print("|---|---:|---:|---:|")
-    for label, key in (
-        ("plain binary COPY (reference)", "copy"),
-        ("upsert_frame, first write", "first"),
-        ("upsert_frame, rewrite (all changed)", "rewrite"),
-    ):
-        seconds = statistics.median(timings[key])
-        print(f"| {label} | {seconds:.2f} | {n / seconds:,.0f} | {n / seconds / reference:.2f} |")
 
 
 if __name__ == "__main__":
