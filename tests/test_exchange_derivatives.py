@@ -71,3 +71,40 @@ def test_an_exhausted_retry_names_the_symbol_and_a_spot_source_is_refused():
     spot, _, _ = replay_source("spot")
     with pytest.raises(ValueError, match="market_type='swap'"):
         ExchangeDerivatives(spot)
+
+
+def test_the_open_interest_asset_from_the_exchange_reports_the_hours_it_could_not_get(warehouse_url, monkeypatch):
+    from dagster import DagsterInstance
+    from dagster_helpers import count, metadata_of, run_assets
+
+    from pipeline_assets.assets import _common
+    from pipeline_assets.assets import derivatives as derivative_assets
+    from pipeline_assets.resources import MarketDataResource
+    from pipeline_assets.store.db import connect
+    from pipeline_assets.store.warehouse import truncate_all
+
+    with connect(warehouse_url) as conn, conn.transaction():
+        truncate_all(conn)
+    now = END + timedelta(days=40)  # the day asked for is beyond the exchange's 30 days
+    source, server, _ = replay_source("swap", now=now)
+    rows = [
+        {"symbol": "X", "sumOpenInterest": "100.0", "sumOpenInterestValue": "1000.0",
+         "timestamp": _ms(START + timedelta(hours=h))}
+        for h in range(20)
+    ]  # fmt: skip
+    server.script("/futures/data/openInterestHist", (200, rows), (200, rows))  # BTCUSDT, ETHUSDT
+    monkeypatch.setattr(MarketDataResource, "exchange", lambda self, market_type=None: source)
+    monkeypatch.setattr(_common, "utc_now", lambda: now)
+    monkeypatch.setattr(derivative_assets, "utc_now", lambda: now)
+    result = run_assets(
+        ["raw_open_interest"],
+        warehouse_url,
+        partition_key="2024-03-01",
+        instance=DagsterInstance.ephemeral(),
+        market=MarketDataResource(ohlcv_source="exchange"),
+    )
+    meta = metadata_of(result, "raw_open_interest")
+    assert count(warehouse_url, "SELECT count(*) FROM raw_open_interest WHERE venue = 'binance:swap'") == 2 * 20
+    assert meta["hours_missing"]["BTCUSDT"]["hours"] == 4
+    assert "older than the exchange's history" in meta["hours_missing"]["BTCUSDT"]["reason"]
+    assert set(meta["symbols_without_data"]) == {"BNBUSDT", "SOLUSDT"}

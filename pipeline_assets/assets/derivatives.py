@@ -22,6 +22,7 @@ from pipeline_assets.assets._common import (
     run_metadata,
     run_window,
     transient_only,
+    utc_now,
 )
 from pipeline_assets.assets.ingestion import raw_ohlcv
 from pipeline_assets.contracts.derivatives import DERIVATIVE_CONTRACTS, validate_feed
@@ -35,6 +36,15 @@ from pipeline_assets.store.quarantine import replace_quarantine_many
 from pipeline_assets.store.warehouse import read_ohlcv
 
 CONTRACT_CHECK = "contract"
+# feeds published on a fixed grid: hours of it without a value are reported missing with a reason
+CADENCE_HOURS = {"funding": 8, "open_interest": 1, "long_short_ratio": 1}
+EXCHANGE_HISTORY_DAYS = 30
+
+
+def _missing_reason(source: str, first_gap: pd.Timestamp) -> str:
+    if source == "exchange" and first_gap < pd.Timestamp(utc_now()) - pd.Timedelta(days=EXCHANGE_HISTORY_DAYS):
+        return f"older than the exchange's history (about {EXCHANGE_HISTORY_DAYS} days for this feed)"
+    return "not returned by the source"
 
 
 def derivative_asset(feed: str):
@@ -79,7 +89,7 @@ def derivative_asset(feed: str):
             source = SyntheticDerivatives(market.ohlcv(), seed=market.synthetic_seed)
             source_name, venue = source.market.name, "synthetic"
         fetch = getattr(source, feed)
-        valid, rejected_by_key, absent = [], {}, {}
+        valid, rejected_by_key, absent, missing = [], {}, {}, {}
         for symbol in SYMBOLS:
             try:
                 frame = fetch(symbol, window.start, end).assign(source=source_name)
@@ -90,6 +100,16 @@ def derivative_asset(feed: str):
                 raise Failure(f"{contract.table} {symbol} {window.label}: {exc}", allow_retries=False) from exc
             result = validate_feed(contract, frame, window.start, end)
             valid.append(result.valid)
+            if feed in CADENCE_HOURS:
+                expected = pd.date_range(window.start, end, freq=f"{CADENCE_HOURS[feed]}h", inclusive="left")
+                gaps = expected.difference(pd.DatetimeIndex(result.valid["ts"]))
+                if len(gaps):
+                    missing[symbol] = {
+                        "hours": len(gaps),
+                        "first": gaps[0].isoformat(),
+                        "last": gaps[-1].isoformat(),
+                        "reason": _missing_reason(market.ohlcv_source, gaps[0]),
+                    }
             for day in window.days:
                 day_rows = result.rejected[result.rejected["ts"].dt.strftime("%Y-%m-%d") == day]
                 rejected_by_key[symbol_day_key(day, symbol)] = day_rows.rename(columns={})
@@ -115,6 +135,7 @@ def derivative_asset(feed: str):
                     "quarantined_rows_in_run": MetadataValue.int(quarantined),
                     "venue": venue,
                     "symbols_without_data": MetadataValue.json(absent),
+                    "hours_missing": MetadataValue.json(missing),
                 },
             ),
             check_results=[
