@@ -24,6 +24,7 @@ def col(out, name):
 
 def test_the_indicators_talib_has_equal_talib():
     import talib  # the dev extra installs it (a test reference, never a runtime dependency)
+
     o, h, low, c, v = _walk()
     out = ohlcv_ext_array(o, h, low, c, v)
     warm = slice(400, None)  # Wilder smoothing and EMA seeds forgotten
