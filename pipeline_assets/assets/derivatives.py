@@ -205,9 +205,17 @@ def market_aligned(context: AssetExecutionContext, warehouse: WarehouseResource)
     rows = pd.concat(frames, ignore_index=True)
     with warehouse.transaction() as conn:
         stats = upsert_frame(conn, "market_aligned", rows, ["symbol", "ts"], changed_by_day="ts")
-    missing = rows.groupby(rows["ts"].dt.strftime("%Y-%m-%d"))["bar_missing"].sum()
+    by_day = rows.groupby(rows["ts"].dt.strftime("%Y-%m-%d"))["bar_missing"]
+    missing, per_day = by_day.sum(), by_day.size()
     add_day_metadata(
-        context, {d: {"hours_without_bar": MetadataValue.int(int(missing.get(d, 0)))} for d in window.days}
+        context,
+        {
+            d: {
+                "rows": MetadataValue.int(int(per_day.get(d, 0))),
+                "hours_without_bar": MetadataValue.int(int(missing.get(d, 0))),
+            }
+            for d in window.days
+        },
     )
     stale = {v: int(rows[v].isna().sum()) for v, _, _ in aligned.FEEDS.values()}
     return MaterializeResult(

@@ -290,10 +290,12 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             allow_retries=False,
         ) from exc
     not_closed = {m: s for m, s in states.items() if s["state"] != "closed"}
+    rows_per_day = out["ts"].dt.strftime("%Y-%m-%d").value_counts()
     add_day_metadata(
         context,
         {
             day: {
+                "rows": MetadataValue.int(int(rows_per_day.get(day, 0))),
                 "fallback_used": MetadataValue.json({str(k): int(v) for k, v in fallbacks.get(day, {}).items()}),
                 "members_left_out": MetadataValue.json(skipped_all.get(day, {})),
             }

@@ -112,7 +112,7 @@ def ml_patterns(context: AssetExecutionContext, warehouse: WarehouseResource):
                     )
                 )
     per_day = found["ts"].dt.strftime("%Y-%m-%d").value_counts() if len(found) else {}
-    add_day_metadata(context, {d: {"detections": MetadataValue.int(int(per_day.get(d, 0)))} for d in window.days})
+    add_day_metadata(context, {d: {"rows": MetadataValue.int(int(per_day.get(d, 0)))} for d in window.days})
     counts = found["pattern"].value_counts().to_dict() if len(found) else {}
     return MaterializeResult(
         metadata=run_metadata(

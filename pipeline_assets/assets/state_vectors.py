@@ -109,7 +109,7 @@ def raw_orderbook(context: AssetExecutionContext, warehouse: WarehouseResource, 
     per_day = (
         snapshots["snapshot_at"].sub(pd.Timedelta(hours=1)).dt.strftime("%Y-%m-%d").value_counts() if written else {}
     )
-    add_day_metadata(context, {day: {"snapshots": MetadataValue.int(int(per_day.get(day, 0)))} for day in window.days})
+    add_day_metadata(context, {day: {"rows": MetadataValue.int(int(per_day.get(day, 0)))} for day in window.days})
     return MaterializeResult(
         metadata=run_metadata(
             context,
