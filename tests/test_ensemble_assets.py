@@ -91,6 +91,23 @@ def test_members_and_ensemble_rows_for_every_hour(trained):
     assert until < row["ts"]  # the weights saw only labels matured before the predicted day
 
 
+def test_signals_and_dashboard_rows_come_from_the_ensemble(trained):
+    url, instance = trained["url"], trained["instance"]
+    run_assets(["trading_signals", "dashboard_data"], url, instance=instance, partition_range=PREDICT)
+    with connect(url) as conn:
+        signals = read_frame(
+            conn,
+            "SELECT s.model_id, m.model_name FROM trading_signals s JOIN ml_models_metadata m USING (model_id)",
+        )
+        mismatched = conn.execute(
+            "SELECT count(*) FROM dashboard_data d JOIN ml_predictions p ON p.symbol = d.symbol AND p.ts = d.ts "
+            "AND p.model_name = %s WHERE d.prob_buy <> p.prob_buy",
+            (ENSEMBLE_NAME,),
+        ).fetchone()[0]
+    assert len(signals) == 3 * 24 * len(SYMBOLS) and set(signals["model_name"]) == {ENSEMBLE_NAME}
+    assert mismatched == 0
+
+
 def test_a_corrupt_member_trips_its_breaker_and_the_day_still_gets_rows(trained):
     url, instance = trained["url"], trained["instance"]
     with connect(url) as conn, conn.transaction():

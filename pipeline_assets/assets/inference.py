@@ -9,6 +9,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -47,6 +48,7 @@ from pipeline_assets.store.warehouse import (
     read_model_inputs,
     read_ohlcv,
     read_predictions,
+    read_signal_predictions,
     read_signals,
 )
 
@@ -256,15 +258,16 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
 @daily_asset(
     group_name="inference",
     tags={"layer": "inference"},
-    deps=[ml_predictions],
+    deps=[ml_predictions, AssetKey("ml_ensemble_predictions")],
     metadata={"signal_rule_id": SIGNAL_RULE_ID},
 )
 @transient_only
 def trading_signals(context: AssetExecutionContext, warehouse: WarehouseResource):
-    """BUY / SELL / HOLD per symbol and hour from the run's direction probabilities."""
+    """BUY / SELL / HOLD per symbol and hour from the ensemble's probabilities where it predicted
+    the hour (members behind circuit breakers, class-priors fallback), else the XGBoost member's."""
     window = run_window(context)
     with warehouse.transaction() as conn:
-        predictions = read_predictions(conn, SYMBOLS, window.start, window.end, direction_xgb.MODEL_NAME)
+        predictions = read_signal_predictions(conn, SYMBOLS, window.start, window.end, direction_xgb.MODEL_NAME)
     if predictions.empty:
         context.log.warning(f"trading_signals {window.label}: no predictions in the range (see ml_predictions)")
         return MaterializeResult(metadata={"rows": MetadataValue.int(0), "reason": "no predictions in the range"})
@@ -316,7 +319,7 @@ def dashboard_data(context: AssetExecutionContext, warehouse: WarehouseResource)
         signals = read_signals(conn, SYMBOLS, window.start, window.end)
         bars = read_ohlcv(conn, SYMBOLS, window.start, window.end)
         labels = read_labels(conn, SYMBOLS, window.start, window.end)
-        predictions = read_predictions(conn, SYMBOLS, window.start, window.end, direction_xgb.MODEL_NAME)
+        predictions = read_signal_predictions(conn, SYMBOLS, window.start, window.end, direction_xgb.MODEL_NAME)
     if signals.empty:
         context.log.warning(f"dashboard_data {window.label}: no trading signals in the range")
         return MaterializeResult(metadata={"rows": MetadataValue.int(0), "reason": "no trading signals in the range"})

@@ -105,6 +105,23 @@ def read_predictions(
     )
 
 
+ENSEMBLE_MODEL_NAME = "direction_ensemble"
+
+
+def read_signal_predictions(
+    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime, fallback_model: str
+) -> pd.DataFrame:
+    """The probabilities signals are made from: the ensemble's row where one exists (members behind
+    circuit breakers, a fallback when none is usable), else ``fallback_model``'s row."""
+    ensemble = read_predictions(conn, symbols, start, end, ENSEMBLE_MODEL_NAME)
+    single = read_predictions(conn, symbols, start, end, fallback_model)
+    if ensemble.empty:
+        return single
+    covered = single.merge(ensemble[["symbol", "ts"]], on=["symbol", "ts"], how="left", indicator=True)
+    rest = single[(covered["_merge"] == "left_only").to_numpy()]
+    return pd.concat([ensemble, rest], ignore_index=True).sort_values(["symbol", "ts"], ignore_index=True)
+
+
 def read_leaking_predictions(conn: psycopg.Connection, start: datetime, end: datetime) -> pd.DataFrame:
     """Predictions in [start, end) made by a model whose training labels matured at or after the
     predicted hour: the model saw the future it is predicting."""
