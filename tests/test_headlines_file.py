@@ -89,3 +89,41 @@ def test_raw_sentiment_reads_a_headline_file_and_quarantines_unreadable_lines(wa
     assert (
         count(warehouse_url, "SELECT count(*) FROM quarantine WHERE table_name = 'raw_sentiment' AND symbol = '*'") == 4
     )
+
+
+def test_a_corrected_headline_is_a_revision_kept_as_history(warehouse_url, tmp_path):
+    from pipeline_assets.store.revisions import read_headlines_as_of
+
+    with connect(warehouse_url) as conn, conn.transaction():
+        truncate_all(conn)
+    path = tmp_path / "wire.jsonl"
+    first = {
+        "id": "a1",
+        "published_at": "2024-03-05T09:00:00Z",
+        "title": "Bitcoin crashes as a terrible hack ruins investors",
+        "symbols": "BTCUSDT",
+    }
+    path.write_text(json.dumps(first) + "\n")
+    market = MarketDataResource(headline_path=str(path))
+    instance = DagsterInstance.ephemeral()
+    run_assets(["raw_sentiment"], warehouse_url, partition_key="2024-03-05", instance=instance, market=market)
+    with connect(warehouse_url) as conn:
+        (before,) = conn.execute("SELECT now()").fetchone()
+    path.write_text(
+        json.dumps({**first, "title": "Bitcoin soars to a great record high"}) + "\n"
+    )  # the wire corrects it
+    result = run_assets(["raw_sentiment"], warehouse_url, partition_key="2024-03-05", instance=instance, market=market)
+    from dagster_helpers import metadata_of
+
+    assert metadata_of(result, "raw_sentiment")["headlines_revised"] == 1
+    assert count(warehouse_url, "SELECT count(*) FROM raw_sentiment WHERE symbol = 'BTCUSDT'") == 1
+    assert (
+        count(warehouse_url, "SELECT headline FROM raw_sentiment WHERE symbol = 'BTCUSDT'")
+        == "Bitcoin soars to a great record high"
+    )
+    with connect(warehouse_url) as conn:
+        then = read_headlines_as_of(conn, ["BTCUSDT"], START, END, before)
+        now = read_headlines_as_of(conn, ["BTCUSDT"], START, END, datetime.now(UTC))
+    assert then["headline"].tolist() == ["Bitcoin crashes as a terrible hack ruins investors"]
+    assert now["headline"].tolist() == ["Bitcoin soars to a great record high"]
+    assert then["compound"].iloc[0] < 0 < now["compound"].iloc[0]

@@ -44,6 +44,7 @@ TIME_SERIES_TABLES = {
     "raw_long_short_ratio",
     "market_aligned",
     "ml_features_derivatives",
+    "raw_sentiment_history",
 }
 
 

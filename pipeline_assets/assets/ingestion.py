@@ -45,7 +45,7 @@ from pipeline_assets.resources import MarketDataResource, WarehouseResource
 from pipeline_assets.sources.base import SourceDataMissing, SourceError
 from pipeline_assets.store.frames import upsert_frame
 from pipeline_assets.store.quarantine import replace_quarantine_many
-from pipeline_assets.store.revisions import stamp_and_archive
+from pipeline_assets.store.revisions import stamp_and_archive, stamp_and_archive_headlines
 from pipeline_assets.store.warehouse import read_ohlcv
 from pipeline_assets.store.watermarks import record_watermarks
 
@@ -352,10 +352,10 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
             symbol="*", ts=pd.Timestamp(window.start)
         )[["symbol", "ts", "reason", "file", "raw"]]
     scored = pd.concat(scored_frames, ignore_index=True)[SENTIMENT_COLUMNS]
-    # headlines are known when published (sources give no later publication time)
-    scored = scored.assign(available_at=scored["published_at"])
+    # a headline is known when published; a revision (same source id, new text) when ingested
     per_key = scored.groupby([scored["published_at"].dt.strftime("%Y-%m-%d"), scored["symbol"]]).size().to_dict()
     with warehouse.transaction() as conn:
+        scored, revised = stamp_and_archive_headlines(conn, scored, scored["published_at"])
         stats = upsert_frame(conn, "raw_sentiment", scored, ["symbol", "published_at", "headline_id"])
         keys = [symbol_day_key(day, symbol) for day in window.days for symbol in (*SYMBOLS, "*")]
         to_quarantine = {key: rejected_by_key.get(key, pd.DataFrame()) for key in keys}
@@ -379,6 +379,7 @@ def raw_sentiment(context: AssetExecutionContext, warehouse: WarehouseResource, 
                 **stats_metadata(stats),
                 "days_in_run": MetadataValue.int(len(window.days)),
                 "quarantined_rows_in_run": MetadataValue.int(quarantined),
+                "headlines_revised": MetadataValue.int(revised),
                 "mean_compound": MetadataValue.float(float(scored["compound"].mean()) if len(scored) else 0.0),
             },
         )

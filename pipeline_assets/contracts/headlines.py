@@ -17,7 +17,8 @@ def validate_headlines(frame: pd.DataFrame, symbol: str, start: datetime, end: d
     """Reject empty headlines, headlines about another symbol or outside [start, end), and
     exact repeats (same source, time and text); everything else is valid."""
     require_utc_frame(frame, HEADLINE_COLUMNS, ContractInputError, context=symbol, ts_column="published_at")
-    data = frame.loc[:, list(HEADLINE_COLUMNS)].reset_index(drop=True)
+    carried = [c for c in ("headline_id",) if c in frame.columns]  # a source's own identity, if any
+    data = frame.loc[:, [*HEADLINE_COLUMNS, *carried]].reset_index(drop=True)
     declared = HEADLINE_CONTRACT.violations(data)
     checks = {
         **{HEADLINE_CONTRACT.rule(name).reason: mask for name, mask in declared.items()},

@@ -46,9 +46,10 @@ def score_headlines(headlines: pd.DataFrame) -> pd.DataFrame:
     out["positive"] = [s["pos"] for s in scores]
     out["neutral"] = [s["neu"] for s in scores]
     out["negative"] = [s["neg"] for s in scores]
+    given = out["headline_id"] if "headline_id" in out.columns else pd.Series([None] * len(out), index=out.index)
     out["headline_id"] = [
-        headline_id(src, ts, text)
-        for src, ts, text in zip(out["source"], out["published_at"], out["headline"], strict=True)
+        str(own) if isinstance(own, str) and own else headline_id(src, ts, text)
+        for own, src, ts, text in zip(given, out["source"], out["published_at"], out["headline"], strict=True)
     ]
     return out
 

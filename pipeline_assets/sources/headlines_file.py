@@ -2,7 +2,9 @@
 
 Fields: ``published_at`` (ISO-8601 with a UTC offset, or epoch seconds / milliseconds), ``title``,
 optional ``symbols`` (a list, or comma-separated), optional ``source`` (default: the file name),
-optional ``id``. A headline without symbols is market-wide: it is returned for every symbol.
+optional ``id`` (then the headline's identity is source:id, so a corrected title is a revision of
+the same headline, kept as history; without an id a changed title is a new headline). A headline
+without symbols is market-wide: it is returned for every symbol.
 ``headlines(symbol, start, end)`` returns HEADLINE_COLUMNS for published_at in [start, end).
 ``unreadable()`` lists the lines that could not be read (an unparseable or offset-less time, no
 title, broken JSON) with the reason and the line: raw_sentiment puts them in quarantine, never
@@ -103,12 +105,16 @@ class HeadlineFileSource:
                 except (ValueError, TypeError) as exc:
                     error = str(exc)
             if error is not None:
-                rows.append((pd.NaT, MARKET_WIDE, path.name, None, error, raw))
+                rows.append((pd.NaT, MARKET_WIDE, path.name, None, None, error, raw))
                 continue
             source = str(record.get("source") or path.stem)
+            source_id = record.get("id")
+            headline_id = f"{source}:{source_id}" if source_id not in (None, "") else None
             for symbol in _symbols(record.get("symbols")):
-                rows.append((published, symbol, source, title, None, raw))
-        frame = pd.DataFrame(rows, columns=["published_at", "symbol", "source", "headline", "reject_reason", "raw"])
+                rows.append((published, symbol, source, title, headline_id, None, raw))
+        frame = pd.DataFrame(
+            rows, columns=["published_at", "symbol", "source", "headline", "headline_id", "reject_reason", "raw"]
+        )
         frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
         self._parsed[path] = (mtime, frame)
         return frame
@@ -121,8 +127,9 @@ class HeadlineFileSource:
             mine = frame["reject_reason"].isna() & frame["symbol"].isin([symbol, MARKET_WIDE])
             mine &= (frame["published_at"] >= start_ts) & (frame["published_at"] < end_ts)
             parts.append(frame[mine].assign(symbol=symbol))
-        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(HEADLINE_COLUMNS))
-        return out[list(HEADLINE_COLUMNS)].sort_values("published_at", kind="stable", ignore_index=True)
+        columns = [*HEADLINE_COLUMNS, "headline_id"]
+        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+        return out[columns].sort_values("published_at", kind="stable", ignore_index=True)
 
     def unreadable(self) -> pd.DataFrame:
         """Lines of every file that could not be read: file, reason, raw."""

@@ -17,60 +17,76 @@ import psycopg
 from pipeline_assets.store.frames import read_frame
 
 VALUES = ("open", "high", "low", "close", "volume", "source")
+HEADLINE_VALUES = ("source", "headline", "compound", "positive", "neutral", "negative")
 
 
 def stamp_and_archive(
     conn: psycopg.Connection, rows: pd.DataFrame, default_available: pd.Series
 ) -> tuple[pd.DataFrame, int]:
-    """(rows with available_at, number of restated bars archived)."""
+    """Bars: (rows with available_at, number of restated bars archived to raw_ohlcv_history)."""
+    return _stamp_and_archive(conn, "raw_ohlcv", "raw_ohlcv_history", rows, ("symbol", "ts"), VALUES, default_available)
+
+
+def stamp_and_archive_headlines(
+    conn: psycopg.Connection, rows: pd.DataFrame, default_available: pd.Series
+) -> tuple[pd.DataFrame, int]:
+    """Headlines with a source id whose text or scores changed keep their previous version in
+    raw_sentiment_history: (rows with available_at, number of revisions archived)."""
+    key = ("symbol", "published_at", "headline_id")
+    return _stamp_and_archive(
+        conn, "raw_sentiment", "raw_sentiment_history", rows, key, HEADLINE_VALUES, default_available
+    )
+
+
+def _stamp_and_archive(conn, table, history, rows, key, values, default_available):
+    """For every incoming row: available_at = the stored one when the values are unchanged, the
+    transaction's time when they changed (and the stored version moves to ``history`` with
+    superseded_at = that time), ``default_available`` for a new row."""
     if rows.empty:
         return rows.assign(available_at=pd.Series(dtype="datetime64[us, UTC]")), 0
+    staging = f"_incoming_{table}"
     conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS _incoming_bars (symbol text, ts timestamptz, open float8, high float8, "
-        "low float8, close float8, volume float8, source text) ON COMMIT DROP"
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "
+        f"SELECT {', '.join((*key, *values))} FROM {table} WITH NO DATA"
     )
-    conn.execute("TRUNCATE _incoming_bars")
-    with conn.cursor() as cur, cur.copy(f"COPY _incoming_bars (symbol, ts, {', '.join(VALUES)}) FROM STDIN") as copy:
-        for row in rows[["symbol", "ts", *VALUES]].itertuples(index=False):
+    conn.execute(f"TRUNCATE {staging}")
+    with conn.cursor() as cur, cur.copy(f"COPY {staging} ({', '.join((*key, *values))}) FROM STDIN") as copy:
+        for record in rows[[*key, *values]].itertuples(index=False):
             copy.write_row(
-                (
-                    row.symbol,
-                    row.ts.to_pydatetime(),
-                    float(row.open),
-                    float(row.high),
-                    float(row.low),
-                    float(row.close),
-                    float(row.volume),
-                    row.source,
+                tuple(
+                    v.to_pydatetime() if isinstance(v, pd.Timestamp) else (float(v) if isinstance(v, float) else v)
+                    for v in record
                 )
             )
     (now,) = conn.execute("SELECT now()").fetchone()
+    join = " AND ".join(f"i.{k} = r.{k}" for k in key)
+    time_key = key[1]
     archived = conn.execute(
         f"""
-        INSERT INTO raw_ohlcv_history (symbol, ts, {", ".join(VALUES)}, available_at, superseded_at)
-        SELECT r.symbol, r.ts, {", ".join("r." + v for v in VALUES)},
-               COALESCE(r.available_at, r.ts + interval '1 hour'), %s
-        FROM raw_ohlcv r JOIN _incoming_bars i ON i.symbol = r.symbol AND i.ts = r.ts
-        WHERE ({", ".join("r." + v for v in VALUES)}) IS DISTINCT FROM ({", ".join("i." + v for v in VALUES)})
+        INSERT INTO {history} ({", ".join(key)}, {", ".join(values)}, available_at, superseded_at)
+        SELECT {", ".join("r." + k for k in key)}, {", ".join("r." + v for v in values)},
+               COALESCE(r.available_at, r.{time_key}), %s
+        FROM {table} r JOIN {staging} i ON {join}
+        WHERE ({", ".join("r." + v for v in values)}) IS DISTINCT FROM ({", ".join("i." + v for v in values)})
         ON CONFLICT DO NOTHING
-        RETURNING symbol, ts
+        RETURNING {", ".join(key)}
         """,
         (now,),
     ).fetchall()
     stored = read_frame(
-        conn,
-        "SELECT r.symbol, r.ts, r.available_at FROM raw_ohlcv r "
-        "JOIN _incoming_bars i ON i.symbol = r.symbol AND i.ts = r.ts",
+        conn, f"SELECT {', '.join('r.' + k for k in key)}, r.available_at FROM {table} r JOIN {staging} i ON {join}"
     )
     out = rows.copy()
     out["available_at"] = pd.to_datetime(default_available.to_numpy(), utc=True)
     if len(stored):
-        known = out.merge(stored, on=["symbol", "ts"], how="left", suffixes=("", "_stored"))["available_at_stored"]
+        known = out.merge(stored, on=list(key), how="left", suffixes=("", "_stored"))["available_at_stored"]
         has = known.notna().to_numpy()
         out.loc[has, "available_at"] = known[has].to_numpy()
     if archived:
-        changed = pd.MultiIndex.from_tuples([(s, pd.Timestamp(t)) for s, t in archived])
-        mask = pd.MultiIndex.from_arrays([out["symbol"], out["ts"]]).isin(changed)
+        changed = pd.MultiIndex.from_tuples(
+            [tuple(pd.Timestamp(v) if i == 1 else v for i, v in enumerate(row)) for row in archived]
+        )
+        mask = pd.MultiIndex.from_arrays([out[k] for k in key]).isin(changed)
         out.loc[mask, "available_at"] = pd.Timestamp(now)
     return out, len(archived)
 
@@ -90,6 +106,25 @@ def read_ohlcv_as_of(
         SELECT symbol, ts, open, high, low, close, volume, available_at FROM raw_ohlcv_history
         WHERE symbol = ANY(%(s)s) AND ts >= %(a)s AND ts < %(b)s AND available_at <= %(t)s AND superseded_at > %(t)s
         ORDER BY symbol, ts
+        """,
+        {"s": list(symbols), "a": start, "b": end, "t": as_of},
+    )
+
+
+def read_headlines_as_of(
+    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime, as_of: datetime
+) -> pd.DataFrame:
+    """Headlines published in [start, end) as they read at ``as_of`` (revisions known then)."""
+    return read_frame(
+        conn,
+        """
+        SELECT symbol, published_at, headline_id, source, headline, compound, available_at FROM raw_sentiment
+        WHERE symbol = ANY(%(s)s) AND published_at >= %(a)s AND published_at < %(b)s AND available_at <= %(t)s
+        UNION ALL
+        SELECT symbol, published_at, headline_id, source, headline, compound, available_at FROM raw_sentiment_history
+        WHERE symbol = ANY(%(s)s) AND published_at >= %(a)s AND published_at < %(b)s AND available_at <= %(t)s
+          AND superseded_at > %(t)s
+        ORDER BY symbol, published_at
         """,
         {"s": list(symbols), "a": start, "b": end, "t": as_of},
     )

@@ -44,6 +44,7 @@ WAREHOUSE_TABLES = (
     "raw_long_short_ratio",
     "market_aligned",
     "ml_features_derivatives",
+    "raw_sentiment_history",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
