@@ -36,9 +36,11 @@ def test_synthetic_feeds_follow_their_contracts_and_the_bars(feeds):
         assert (frame["available_at"] >= frame["ts"]).all()
     funding = data["funding"]
     assert set(funding["ts"].dt.hour) == {0, 8, 16} and len(funding) == 9
-    bars = market.ohlcv("BTCUSDT", START - timedelta(hours=8), END).set_index("ts")["close"]
-    premium = np.log(bars.loc[funding["ts"]].to_numpy() / bars.loc[funding["ts"] - pd.Timedelta(hours=8)].to_numpy())
-    assert np.corrcoef(premium, funding["funding_rate"])[0, 1] > 0.9  # funding follows the premium
+    bars = market.ohlcv("BTCUSDT", START - timedelta(hours=9), END).set_index("ts")["close"]
+    # the premium of the 8 bars closed by the settlement (the bar opening at it closes an hour later)
+    closed = funding["ts"] - pd.Timedelta(hours=1)
+    premium = np.log(bars.loc[closed].to_numpy() / bars.loc[closed - pd.Timedelta(hours=8)].to_numpy())
+    assert np.corrcoef(premium, funding["funding_rate"])[0, 1] > 0.95  # funding follows the premium
     oi = data["open_interest"]
     assert len(oi) == 72 and (oi["available_at"] == oi["ts"] + pd.Timedelta(hours=1, minutes=5)).all()
     liq = data["liquidations"]
@@ -168,3 +170,20 @@ def test_market_aligned_asset_on_the_warehouse(warehouse_url):
     expected = family.compute_days(grid, ["2024-03-02"], sorted(grid["symbol"].unique()))
     pd.testing.assert_frame_equal(stored, expected.sort_values(["symbol", "ts"], ignore_index=True), check_dtype=False)
     assert stored["oi_staleness_h"].max() == 2.0 and stored["log_long_short_ratio"].notna().all()
+
+
+def test_synthetic_funding_uses_only_bars_closed_by_the_settlement():
+    market = SyntheticMarket()
+
+    class Shocked:  # the bar opening at each settlement (it closes an hour after) moves a lot
+        name = "synthetic"
+
+        def ohlcv(self, symbol, start, end):
+            bars = market.ohlcv(symbol, start, end)
+            at_settlement = bars["ts"].dt.hour % 8 == 0
+            bars.loc[at_settlement, ["open", "high", "low", "close"]] *= 1.5
+            return bars
+
+    base = SyntheticDerivatives(market).funding("BTCUSDT", START, END)
+    shocked = SyntheticDerivatives(Shocked()).funding("BTCUSDT", START, END)
+    pd.testing.assert_frame_equal(base, shocked)

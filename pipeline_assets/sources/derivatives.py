@@ -2,7 +2,8 @@
 
 Deterministic per (seed, symbol, hour) with hash-seeded noise, so any window gives the same
 values for an hour:
-- funding every 8 hours (00, 08, 16 UTC): a premium proxy from the last 8 hours' return, bounded
+- funding every 8 hours (00, 08, 16 UTC): a premium proxy from the return of the 8 bars that had
+  closed by the settlement (never the bar opening at it, which closes an hour later), bounded
   to +-0.3%, known when paid (available_at = ts);
 - open interest hourly: a positive level that grows with volume and shrinks after large moves
   (liquidations), known when the hour's figure is published (ts + 1h + 5 min);
@@ -48,11 +49,11 @@ class SyntheticDerivatives:
         return frame[keep].reset_index(drop=True)
 
     def funding(self, symbol: str, start, end) -> pd.DataFrame:
-        bars = self._bars(symbol, start, end, 8)
+        bars = self._bars(symbol, start, end, 9)
         close = bars["close"].to_numpy()
         hours = bars["ts"].to_numpy(dtype="datetime64[h]").astype(np.int64)
         premium = np.full(len(close), np.nan)
-        premium[8:] = np.log(close[8:] / close[:-8])
+        premium[9:] = np.log(close[8:-1] / close[:-9])  # bars closed by ts: close(ts - 1h) / close(ts - 9h)
         rate = np.clip(0.0001 + 0.05 * premium + 0.00005 * _noise(self.seed, symbol, hours, 0), -0.003, 0.003)
         frame = pd.DataFrame({"ts": bars["ts"], "funding_rate": rate})
         frame = frame[(bars["ts"].dt.hour % 8 == 0).to_numpy() & np.isfinite(rate)]
