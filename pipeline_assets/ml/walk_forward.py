@@ -213,11 +213,12 @@ def last_matured_labels(rows: pd.DataFrame, history: pd.DataFrame) -> np.ndarray
     Labels may mature out of bar order (a late feed): the newest bar wins, not the latest arrival."""
     left = pd.DataFrame(
         {
-            "symbol": rows["symbol"].to_numpy(),
+            "symbol": rows["symbol"].to_numpy(dtype=object),  # one key dtype whatever the reader gave
             "known_at": (rows["ts"] + ONE_HOUR).reset_index(drop=True),
             "order": np.arange(len(rows)),
         }
     ).sort_values("known_at", kind="stable")
+    history = history.assign(symbol=history["symbol"].to_numpy(dtype=object))
     arrivals = history[["symbol", "ts", "matured_at"]].sort_values(["matured_at", "ts"], kind="stable")
     # the newest bar among the labels matured so far, per symbol, at each arrival
     arrivals = arrivals.assign(newest=arrivals.groupby("symbol")["ts"].cummax())
