@@ -195,3 +195,46 @@ def test_fallback_chain_goes_to_previous_champion_then_class_priors_per_row():
         breakers.fallback_chain(KEYS, partial, weights, champion, class_priors=None)
     with pytest.raises(breakers.BreakerError, match="not 3 probabilities"):
         breakers.fallback_chain(KEYS, {}, None, None, class_priors=(0.5, 0.5, 0.5))
+
+
+def _gate_frames(n_hours: int, wrong_from: pd.Timestamp):
+    """One symbol, hourly rows from T0; labels cycle through the classes and mature 4 h after the
+    bar closes. Member 'good' gives the label 0.9; member 'bad' does too, except on bars from
+    ``wrong_from`` on, where it gives the label 0.01."""
+    ts = pd.date_range(T0, periods=n_hours, freq="h")
+    y = np.arange(n_hours) % 3
+    labels = pd.DataFrame({"symbol": "BTCUSDT", "ts": ts, "direction": y, "matured_at": ts + pd.Timedelta(hours=5)})
+    right = np.full((n_hours, 3), 0.05)
+    right[np.arange(n_hours), y] = 0.9
+    wrong = right.copy()
+    late = np.asarray(ts >= wrong_from)
+    wrong[late] = 0.495
+    wrong[np.flatnonzero(late), y[late]] = 0.01
+    frames = [
+        pd.DataFrame(p, columns=list(PROBABILITY_COLUMNS)).assign(member=m, symbol="BTCUSDT", ts=ts)
+        for m, p in (("good", right), ("bad", wrong))
+    ]
+    return pd.concat(frames, ignore_index=True), labels
+
+
+def test_realised_loss_gate_judges_only_rows_matured_before_the_day():
+    priors = np.full(3, 1 / 3)
+    day = hours(200)
+    # 'bad' is wrong on every bar from hour 190: those labels mature from hour 195, some before the day
+    history, labels = _gate_frames(260, hours(190))
+    verdicts = breakers.realised_loss_gate(history, labels, day, ["good", "bad"], CONFIG, priors)
+    assert not verdicts["good"]["worse"] and verdicts["good"]["rows"] == 195
+    assert verdicts["bad"]["rows"] == 195 and verdicts["bad"]["window_end"] == hours(194).isoformat()
+    # 5 wrong rows of 195 are not enough to lose to the priors by the margin...
+    assert not verdicts["bad"]["worse"]
+    # ...and what 'bad' does on bars whose labels mature after the day changes nothing
+    changed = history.copy()
+    after = (changed["member"] == "bad") & (changed["ts"] >= hours(195))  # labels mature at >= the day
+    changed.loc[after, list(PROBABILITY_COLUMNS)] = [1.0, 0.0, 0.0]
+    assert breakers.realised_loss_gate(changed, labels, day, ["bad"], CONFIG, priors)["bad"] == verdicts["bad"]
+    # wrong on every matured row of the window: left out
+    history, labels = _gate_frames(260, T0)
+    verdicts = breakers.realised_loss_gate(history, labels, day, ["bad"], CONFIG, priors)
+    assert verdicts["bad"]["worse"] and verdicts["bad"]["model_log_loss"] > verdicts["bad"]["baseline_log_loss"]
+    with pytest.raises(breakers.BreakerError, match="timezone-aware"):
+        breakers.realised_loss_gate(history, labels, pd.Timestamp("2024-03-09"), ["bad"], CONFIG, priors)

@@ -67,10 +67,17 @@ def test_members_and_ensemble_rows_for_every_hour(trained):
     linear = _rows(url, linear_model.MODEL_NAME)
     ens = _rows(url, ENSEMBLE_NAME)
     assert len(linear) == len(ens) == hours
-    assert set(ens["members_used"]) == {"direction_linear,direction_xgboost"}
+    last_day = ens["ts"] >= datetime.fromisoformat(PREDICT[-1]).replace(tzinfo=UTC)
+    assert set(ens.loc[~last_day, "members_used"]) == {"direction_linear,direction_xgboost"}
+    # on this synthetic market the XGBoost member's 172 rows matured before the last day lose to the
+    # class priors by more than the margin (+0.026 nats): the realised-loss gate leaves it out
+    assert set(ens.loc[last_day, "members_used"]) == {"direction_linear"}
     assert (ens["fallback_used"] == "none").all() and ens["weights_id"].notna().all()
-    checks = {e.check_name: e.passed for e in trained["result"].get_asset_check_evaluations()}
-    assert checks == {"no_open_breakers": True, "model_trained_before_prediction_time": True}
+    checks = {e.check_name: e for e in trained["result"].get_asset_check_evaluations()}
+    assert checks["model_trained_before_prediction_time"].passed and not checks["no_open_breakers"].passed
+    left_out = checks["no_open_breakers"].metadata["left_out_for_realised_loss"].value
+    assert list(left_out) == [PREDICT[-1]] and list(left_out[PREDICT[-1]]) == ["direction_xgboost"]
+    assert checks["no_open_breakers"].metadata["not_closed"].value == {}  # no breaker tripped
     # every ensemble row is the weighted mix of its members' rows, with the registered weights
     xgb = _rows(url, "direction_xgboost")
     row = ens.iloc[100]
@@ -108,17 +115,77 @@ def test_signals_and_dashboard_rows_come_from_the_ensemble(trained):
     assert mismatched == 0
 
 
-def test_a_corrupt_member_trips_its_breaker_and_the_day_still_gets_rows(trained):
+ENSEMBLE_COLUMNS = ["symbol", "ts", "model_id", "prob_sell", "prob_hold", "prob_buy", "members_used", "weights_id"]
+
+
+def test_one_day_runs_give_the_rows_of_the_range_run(trained):
+    """The range run computed the linear member's rows of its first days in the same run; one-day
+    runs read them back from ml_predictions. Weights and realised-loss verdicts must not differ."""
     url, instance = trained["url"], trained["instance"]
+    from_range = _rows(url, ENSEMBLE_NAME)[ENSEMBLE_COLUMNS]
+    # the last day's weights were fitted on matured rows (not the uniform fallback of thin history)
+    last = from_range[from_range["ts"] >= datetime.fromisoformat(PREDICT[-1]).replace(tzinfo=UTC)]
+    with connect(url) as conn:
+        _, artifact = registry.load_artifact(conn, int(last["model_id"].iloc[0]))
+    assert json.loads(artifact)["fitted_rows"] > 100  # rows of this run's earlier days, matured
     with connect(url) as conn, conn.transaction():
-        champion = registry.champion(conn, linear_model.MODEL_NAME)
-        conn.execute("UPDATE ml_models_metadata SET artifact = %s WHERE model_id = %s", (b"{}", champion.model_id))
+        conn.execute("DELETE FROM ml_predictions WHERE model_name IN (%s, %s)", (ENSEMBLE_NAME, "direction_linear"))
+    days = sorted({d.strftime("%Y-%m-%d") for d in from_range["ts"]})
+    for day in days:
+        run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_key=day)
+    one_by_one = _rows(url, ENSEMBLE_NAME)[ENSEMBLE_COLUMNS]
+    assert len(one_by_one) == len(from_range)
+    for column in ENSEMBLE_COLUMNS:
+        assert one_by_one[column].tolist() == from_range[column].tolist(), column
+
+
+def test_a_member_losing_to_the_priors_on_matured_rows_leaves_the_next_day(trained):
+    """Realised-loss gate: the linear member's stored rows of the first two days are made
+    confidently wrong; a one-day run of the third day leaves it out too (the XGBoost member is
+    already out on this market), says why, and warns."""
+    url, instance = trained["url"], trained["instance"]
+    before = _rows(url, ENSEMBLE_NAME, PREDICT[-1])
+    first, last = (datetime.fromisoformat(d).replace(tzinfo=UTC) for d in (PREDICT[0], PREDICT[-1]))
+    with connect(url) as conn, conn.transaction():
+        # probability 0.98 on a class the label is not (the label's class gets 0.01)
+        conn.execute(
+            "UPDATE ml_predictions p SET prob_sell = CASE WHEN l.direction = 0 THEN 0.01 ELSE 0.98 END, "
+            "prob_hold = CASE WHEN l.direction = 0 THEN 0.98 ELSE 0.01 END, prob_buy = 0.01 "
+            "FROM ml_labels l WHERE l.symbol = p.symbol AND l.ts = p.ts AND p.model_name = 'direction_linear' "
+            "AND p.ts >= %s AND p.ts < %s",
+            (first, last),
+        )
     try:
         result = run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_key=PREDICT[-1])
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
         assert not checks["no_open_breakers"].passed
-        assert "direction_linear" in checks["no_open_breakers"].metadata["not_closed"].value
+        left_out = checks["no_open_breakers"].metadata["left_out_for_realised_loss"].value
+        assert list(left_out) == [PREDICT[-1]]
+        assert sorted(left_out[PREDICT[-1]]) == ["direction_linear", "direction_xgboost"]
+        verdict = metadata_of(result, "ml_ensemble_predictions", partition=PREDICT[-1])["realised_loss"]
+        assert verdict["direction_linear"]["worse"] and verdict["direction_linear"]["rows"] == 172
+        assert verdict["direction_linear"]["model_log_loss"] > 2.0 > verdict["direction_linear"]["baseline_log_loss"]
+        # both members lose to the priors: the day falls back to the class priors, said per row
         ens = _rows(url, ENSEMBLE_NAME, PREDICT[-1])
+        assert len(ens) == len(before) and (ens["fallback_used"] == "class_priors").all()
+    finally:  # restore the member's rows and the day's ensemble rows
+        run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_range=PREDICT)
+    restored = _rows(url, ENSEMBLE_NAME, PREDICT[-1])
+    assert restored[ENSEMBLE_COLUMNS[3:]].equals(before[ENSEMBLE_COLUMNS[3:]])
+
+
+def test_a_corrupt_member_trips_its_breaker_and_the_day_still_gets_rows(trained):
+    url, instance = trained["url"], trained["instance"]
+    DAY = "2024-03-11"  # noqa: N806 (a day on which no member is left out for realised loss)
+    with connect(url) as conn, conn.transaction():
+        champion = registry.champion(conn, linear_model.MODEL_NAME)
+        conn.execute("UPDATE ml_models_metadata SET artifact = %s WHERE model_id = %s", (b"{}", champion.model_id))
+    try:
+        result = run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_key=DAY)
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert not checks["no_open_breakers"].passed
+        assert "direction_linear" in checks["no_open_breakers"].metadata["not_closed"].value
+        ens = _rows(url, ENSEMBLE_NAME, DAY)
         assert len(ens) == 24 * len(SYMBOLS) and set(ens["members_used"]) == {"direction_xgboost"}
         with connect(url) as conn:
             (state,) = conn.execute("SELECT state FROM member_breakers WHERE member = 'direction_linear'").fetchone()
@@ -126,10 +193,11 @@ def test_a_corrupt_member_trips_its_breaker_and_the_day_still_gets_rows(trained)
         # no member usable at all: the day falls back to class priors, said per row
         with connect(url) as conn, conn.transaction():
             conn.execute(
-                "DELETE FROM ml_predictions WHERE model_name = 'direction_xgboost' AND ts >= %s", (PREDICT[-1],)
+                "DELETE FROM ml_predictions WHERE model_name = 'direction_xgboost' AND ts >= %s AND ts < %s",
+                (DAY, datetime.fromisoformat(DAY).replace(tzinfo=UTC) + timedelta(days=1)),
             )
-        run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_key=PREDICT[-1])
-        ens = _rows(url, ENSEMBLE_NAME, PREDICT[-1])
+        run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_key=DAY)
+        ens = _rows(url, ENSEMBLE_NAME, DAY)
         assert (ens["fallback_used"] == "class_priors").all() and len(ens) == 24 * len(SYMBOLS)
         assert ens[["prob_sell", "prob_hold", "prob_buy"]].nunique().max() == 1  # one prior for every row
     finally:

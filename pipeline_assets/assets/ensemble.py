@@ -7,7 +7,13 @@
   point-in-time predictions (model name ``direction_linear``) and the ensemble's rows (model name
   ``direction_ensemble``) in ``ml_predictions``. Members run behind circuit breakers (state in
   ``member_breakers``): an exception, a failed artifact check or invalid output opens the
-  member's breaker and leaves it out of that day, never failing the day. The ensemble weights of a
+  member's breaker and leaves it out of that day, never failing the day. Realised performance is
+  judged point-in-time per day (ml/breakers.realised_loss_gate): a member whose rows predicted
+  before the day, with labels matured before it, have a mean log loss worse than the class priors
+  of those labels (margin rule of BreakerConfig, at least ``loss_min_rows`` rows) is left out of
+  that day's ensemble; the verdict is per-day metadata and fails the WARN check. It depends on
+  nothing after the day's start, so range runs and one-day runs give the same rows (this run's
+  member rows are the history of its later days). The ensemble weights of a
   day are fitted only on member predictions whose labels matured before the day began (linear
   pool, ml/ensemble.py); a weights set is registered as a model version (its artifact is the
   weights JSON, its labels_matured_until the newest label used), so the leakage check covers
@@ -140,6 +146,7 @@ def _load_states(conn) -> dict[str, dict]:
 
 @daily_asset(
     group_name="inference",
+    code_version="3",
     kinds={"postgres", "scikit-learn"},
     tags={"layer": "inference"},
     deps=[ml_predictions, direction_model_linear],
@@ -147,8 +154,9 @@ def _load_states(conn) -> dict[str, dict]:
         AssetCheckSpec(
             BREAKERS_CHECK,
             asset="ml_ensemble_predictions",
-            description="No ensemble member's circuit breaker is open or half-open after the run (warns; an open "
-            "member is left out of the ensemble, its reason in the metadata).",
+            description="No ensemble member's circuit breaker is open or half-open after the run, and no member "
+            "was left out of a day for realised log loss worse than the class priors (warns; such a member is left "
+            "out of the ensemble, its reason in the metadata).",
         ),
         AssetCheckSpec(
             LEAKAGE_CHECK,
@@ -197,7 +205,7 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
         )
     complete, _ = split_complete_rows(inputs)
     day_of = complete["ts"].dt.strftime("%Y-%m-%d")
-    member_rows, ensemble_rows, weights_models, fallbacks, skipped_all = [], [], {}, {}, {}
+    member_rows, ensemble_rows, weights_models, fallbacks, skipped_all, realised = [], [], {}, {}, {}, {}
     run_started = utc_now()
     for day in window.days:
         day_start = day_window(day)[0]
@@ -212,7 +220,7 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             model = linear_model.deserialize(artifacts_by_id[record.model_id])
             return _member_frame(linear_model.MODEL_NAME, linear_model.predict_proba(model, keys), keys)
 
-        def xgb_call(day=day, keys=keys, day_start=day_start):
+        def xgb_call(day=day, keys=keys, day_start=day_start, history=history):
             stored = history[(history["member"] == direction_xgb.MODEL_NAME) & (history["ts"] >= day_start)]
             stored = stored[stored["ts"] < day_start + timedelta(days=1)]
             if stored.empty:
@@ -234,24 +242,34 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             integrity_errors=(breakers.MemberIntegrityError, registry.ArtifactIntegrityError),
         )
         states = run.states
+        if linear_model.MODEL_NAME in run.predictions:
+            record = records[day]
+            fresh = run.predictions[linear_model.MODEL_NAME]
+            member_rows.append(fresh.assign(model_name=linear_model.MODEL_NAME, model_id=record.model_id))
+            # this run's rows are the member's history for the run's later days, exactly as a
+            # one-day run of those days would read them back from ml_predictions
+            stale = (history["member"] == linear_model.MODEL_NAME) & (history["ts"] >= day_start)
+            stale &= history["ts"] < day_start + timedelta(days=1)
+            history = pd.concat([history[~stale], fresh.assign(member=linear_model.MODEL_NAME)], ignore_index=True)
+        past = history[history["ts"] < day_start]
+        matured = labels[labels["matured_at"] < day_start]
+        priors = class_priors(matured["direction"].to_numpy()) if len(matured) else np.full(3, 1 / 3)
+        # realised performance, point-in-time: a member whose matured rows before the day lose to
+        # the class priors leaves that day's ensemble (its own rows are still written)
+        verdicts = breakers.realised_loss_gate(past, labels, day_start, sorted(run.predictions), BREAKER_CONFIG, priors)
+        gated = {m: e for m, e in verdicts.items() if e["worse"]}
+        realised[day] = verdicts
         skipped_all[day] = {
             **{m: "no model trained before this day" for m in absent},
             **run.skipped,
             **{m: e["detail"] for m, e in run.events.items() if e["kind"] != "success"},
+            **{m: f"realised loss worse than class priors: {e['detail']}" for m, e in gated.items()},
         }
-        if linear_model.MODEL_NAME in run.predictions:
-            record = records[day]
-            member_rows.append(
-                run.predictions[linear_model.MODEL_NAME].assign(
-                    model_name=linear_model.MODEL_NAME, model_id=record.model_id
-                )
-            )
-        past = history[history["ts"] < day_start]
-        usable = sorted(run.predictions)
+        usable = sorted(m for m in run.predictions if m not in gated)
         weights = ensemble.fit_weights(past[past["member"].isin(usable)], labels, day_start, usable) if usable else None
-        matured = labels[labels["matured_at"] < day_start]
-        priors = class_priors(matured["direction"].to_numpy()) if len(matured) else np.full(3, 1 / 3)
-        rows = breakers.fallback_chain(keys[["symbol", "ts"]], run.predictions, weights, None, priors)
+        rows = breakers.fallback_chain(
+            keys[["symbol", "ts"]], {m: run.predictions[m] for m in usable}, weights, None, priors
+        )
         fallbacks[day] = rows["fallback_used"].value_counts().to_dict()
         weights_payload = weights.to_dict() if weights is not None else {"class_priors": priors.tolist()}
         weights_models[day] = (weights_payload, weights, day_start, matured)
@@ -290,6 +308,11 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             allow_retries=False,
         ) from exc
     not_closed = {m: s for m, s in states.items() if s["state"] != "closed"}
+    gated_days = {
+        day: {m: e["detail"] for m, e in verdicts.items() if e["worse"]}
+        for day, verdicts in realised.items()
+        if any(e["worse"] for e in verdicts.values())
+    }
     rows_per_day = out["ts"].dt.strftime("%Y-%m-%d").value_counts()
     add_day_metadata(
         context,
@@ -298,6 +321,12 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
                 "rows": MetadataValue.int(int(rows_per_day.get(day, 0))),
                 "fallback_used": MetadataValue.json({str(k): int(v) for k, v in fallbacks.get(day, {}).items()}),
                 "members_left_out": MetadataValue.json(skipped_all.get(day, {})),
+                "realised_loss": MetadataValue.json(
+                    {
+                        m: {k: e.get(k) for k in ("worse", "rows", "model_log_loss", "baseline_log_loss", "detail")}
+                        for m, e in realised.get(day, {}).items()
+                    }
+                ),
             }
             for day in window.days
         },
@@ -317,9 +346,10 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
         check_results=[
             AssetCheckResult(
                 check_name=BREAKERS_CHECK,
-                passed=not not_closed,
+                passed=not not_closed and not gated_days,
                 severity=AssetCheckSeverity.WARN,
                 metadata={
+                    "left_out_for_realised_loss": MetadataValue.json(gated_days),
                     "not_closed": MetadataValue.json(
                         {
                             m: {"state": s["state"], "reason": s.get("reason"), "since": s.get("tripped_at")}

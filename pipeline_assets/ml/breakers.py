@@ -22,6 +22,10 @@ rows, to respect overlapping label windows) lies above zero. Fewer than ``loss_m
 no verdict. After a member is readmitted, only losses of predictions made since then count
 (``loss_window_from``), so the rows that tripped it do not trip it again.
 
+``realised_loss_gate`` applies that rule point-in-time per predicted day: only rows predicted
+before the day whose labels matured before it count, so the verdict of a day does not depend on how
+runs were batched (the ensemble leaves a member judged worse out of that day).
+
 ``run_members`` calls each usable member, turning any exception into an event for that member only,
 so one failing member never stops the others. ``fallback_chain`` then decides per (symbol, ts):
 the ensemble of usable members (``fallback_used="none"``), else the previous champion ensemble's
@@ -187,6 +191,40 @@ def realised_loss_event(
         worse = low > 0
         detail = f"mean log loss {fields['difference']:+.4f} vs baseline, 95% interval [{low:+.4f}, {high:+.4f}]"
     return event("realised_loss", at, detail, worse=bool(worse), **fields)
+
+
+def realised_loss_gate(
+    history: pd.DataFrame,
+    labels: pd.DataFrame,
+    day_start: datetime | pd.Timestamp,
+    members: Sequence[str],
+    config: BreakerConfig,
+    baseline_priors: Sequence[float],
+) -> dict[str, dict]:
+    """Point-in-time realised-loss verdict per member for the day starting at ``day_start``.
+
+    ``history``: member, symbol, ts, prob_sell, prob_hold, prob_buy (the members' own past rows);
+    ``labels``: symbol, ts, direction, matured_at. Only rows predicted before ``day_start`` whose
+    label matured before ``day_start`` count, so the verdict of a day depends on nothing later and
+    is the same whether the day runs alone or inside a range run. Each member's per-row log loss is
+    judged against ``baseline_priors`` (the class priors of the labels matured before the day) by
+    ``realised_loss_event``; a ``worse`` verdict leaves the member out of that day's ensemble.
+    """
+    start = pd.Timestamp(day_start)
+    if start.tzinfo is None:
+        raise BreakerError(f"day_start {start} must be timezone-aware (UTC)")
+    priors = np.asarray(baseline_priors, dtype=np.float64)
+    matured = labels.loc[labels["matured_at"] < start, [*KEY, "direction"]]
+    verdicts = {}
+    for member in sorted(members):
+        own = history.loc[(history["member"] == member) & (history["ts"] < start), [*KEY, *PROBABILITY_COLUMNS]]
+        rows = own.merge(matured, on=KEY, how="inner").sort_values(["ts", "symbol"], kind="stable")
+        y = rows["direction"].to_numpy(dtype=np.int64)
+        proba = rows[list(PROBABILITY_COLUMNS)].to_numpy(dtype=np.float64)
+        member_loss = -np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))
+        baseline_loss = -np.log(np.clip(priors[y], 1e-12, 1.0))
+        verdicts[member] = realised_loss_event(start, rows["ts"], member_loss, baseline_loss, config)
+    return verdicts
 
 
 def apply_event(state: dict, evt: dict, config: BreakerConfig) -> dict:
