@@ -5,10 +5,14 @@ and the members used. The numbers equal ``ml_predictions``' for the same inputs 
     predictor = Predictor.from_warehouse(database_url)          # champion of direction_xgb
     predictor.predict({"log_return_1h": ..., ...})              # one row (mapping or 1-D array)
     predictor.predict_batch(frame_or_2d_array)                  # (n, 3) probabilities
+
+``EnsemblePredictor`` serves the ensemble of a predicted day (its members, weights and fallback) the
+same way; its numbers equal that day's ``direction_ensemble`` rows.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,8 +21,9 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from pipeline_assets.ml import direction_xgb
+from pipeline_assets.ml import direction_xgb, linear_model
 from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS
+from pipeline_assets.ml.ensemble import ENSEMBLE_NAME
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.db import connect
 
@@ -62,14 +67,20 @@ class Predictor:
     ) -> Predictor:
         """The champion of ``model_name`` (or ``model_id``); its artifact is verified against the
         ledger's SHA-256 before it is deserialised (a corrupt artifact raises)."""
-        started = time.perf_counter()
         with connect(database_url) as conn:
-            if model_id is None:
-                record = registry.champion(conn, model_name)
-                if record is None:
-                    raise PredictorError(f"no champion {model_name} model in the warehouse; train one first")
-                model_id = record.model_id
-            record, artifact = registry.load_artifact(conn, model_id)
+            return cls.from_connection(conn, model_name, model_id)
+
+    @classmethod
+    def from_connection(
+        cls, conn, model_name: str = direction_xgb.MODEL_NAME, model_id: int | None = None
+    ) -> Predictor:
+        started = time.perf_counter()
+        if model_id is None:
+            record = registry.champion(conn, model_name)
+            if record is None:
+                raise PredictorError(f"no champion {model_name} model in the warehouse; train one first")
+            model_id = record.model_id
+        record, artifact = registry.load_artifact(conn, model_id)
         columns = tuple(record.params.get("feature_columns") or MODEL_FEATURE_COLUMNS)
         if columns != MODEL_FEATURE_COLUMNS:
             raise PredictorError(
@@ -90,8 +101,9 @@ class Predictor:
         )
         return cls(model.get_booster(), member, columns, iteration_range)
 
-    def predict_batch(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """(n, 3) float64 probabilities (SELL, HOLD, BUY), rows summing to 1."""
+    def predict_batch(self, features: pd.DataFrame | np.ndarray, symbols=None) -> np.ndarray:
+        """(n, 3) float64 probabilities (SELL, HOLD, BUY), rows summing to 1 (``symbols`` is
+        accepted for the ensemble's interface; this member does not use it)."""
         if isinstance(features, pd.DataFrame):
             missing = [c for c in self.feature_columns if c not in features.columns]
             if missing:
@@ -131,4 +143,185 @@ class Predictor:
             raise PredictorError(f"feature {self.feature_columns[bad[1]]!r} of row {bad[0]} is not finite")
         # the same call XGBClassifier.predict_proba makes, then ml_predictions' float64 renormalisation
         proba = self._booster.inplace_predict(x, iteration_range=self._iterations).astype(np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+
+class _LinearMember:
+    """The linear member as arrays: train-only scaler statistics (global, or per symbol with the
+    scaler's unseen-symbol rule) applied in the model's column order, then the softmax of the
+    stored coefficients (the same operations as ml/linear_model.predict_proba)."""
+
+    def __init__(self, model: linear_model.LinearModel, member: Member, feature_columns: tuple[str, ...]):
+        if tuple(model.feature_columns) != feature_columns:
+            raise PredictorError(
+                f"linear model {member.model_id} uses columns {list(model.feature_columns)}, "
+                f"the ensemble's other members {list(feature_columns)}"
+            )
+        scaler = model.scaler
+        index = [scaler.columns.index(c) if c in scaler.columns else None for c in feature_columns]
+
+        def arrays(stats) -> tuple[np.ndarray, np.ndarray]:
+            center = np.array([stats.center[i] if i is not None else 0.0 for i in index])
+            scale = np.array([stats.scale[i] if i is not None else 1.0 for i in index])
+            return center, scale
+
+        self.member = member
+        self._global = arrays(scaler.global_stats)
+        self._per_symbol = {s: arrays(st) for s, st in scaler.symbol_stats.items()} if scaler.per_symbol else None
+        self._unseen = scaler.unseen_symbol
+        self._coef_t = np.ascontiguousarray(model.coef.T)
+        self._intercept = model.intercept
+
+    def _center_scale(self, symbols, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._per_symbol is None:
+            return self._global
+        if symbols is None:
+            raise PredictorError(f"linear model {self.member.model_id} scales per symbol: pass the rows' symbols")
+        symbols = np.broadcast_to(np.asarray(symbols, dtype=object), (n,))
+        center, scale = np.empty((n, len(self._global[0]))), np.empty((n, len(self._global[0])))
+        for symbol in pd.unique(symbols):
+            found = self._per_symbol.get(symbol)
+            if found is None:
+                if self._unseen == "error":
+                    raise PredictorError(f"symbol {symbol} was not in linear model {self.member.model_id}'s training")
+                found = self._global
+            rows = symbols == symbol
+            center[rows], scale[rows] = found
+        return center, scale
+
+    def predict_batch(self, x: np.ndarray, symbols=None) -> np.ndarray:
+        center, scale = self._center_scale(symbols, len(x))
+        z = ((x - center) / scale) @ self._coef_t + self._intercept
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+class EnsemblePredictor:
+    """The ensemble of a predicted day as served: its members' model versions (point-in-time, as
+    ``ml_ensemble_predictions`` chose them), the weights set registered for that day, members left
+    out that day (breaker or realised loss) absent, or the class priors when the day fell back to
+    them. Probabilities equal that day's ``direction_ensemble`` rows for the same inputs (tested).
+
+        predictor = EnsemblePredictor.from_warehouse(url)             # newest day with ensemble rows
+        predictor.predict(row, symbol="BTCUSDT").probabilities
+        predictor.predict_batch(frame)                                # frame with a symbol column
+    """
+
+    def __init__(self, members, weights: tuple[float, ...], priors, day: str, weights_model_id: int):
+        self.members = tuple(members)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.priors = None if priors is None else np.asarray(priors, dtype=np.float64)
+        self.day = day
+        self.weights_model_id = weights_model_id
+        self.feature_columns = MODEL_FEATURE_COLUMNS
+        self._index = {name: i for i, name in enumerate(self.feature_columns)}
+        self._row = np.empty((1, len(self.feature_columns)), dtype=np.float64)
+        self._used = tuple((m.member.name, m.member.model_id) for m in self.members)
+        self.load_ms = sum(m.member.load_ms for m in self.members)
+
+    @classmethod
+    def from_warehouse(cls, database_url: str, day: str | None = None) -> EnsemblePredictor:
+        with connect(database_url) as conn:
+            return cls.from_connection(conn, day)
+
+    @classmethod
+    def from_connection(cls, conn, day: str | None = None) -> EnsemblePredictor:
+        if day is None:
+            newest = conn.execute("SELECT max(ts) FROM ml_predictions WHERE model_name = %s", (ENSEMBLE_NAME,))
+            last = newest.fetchone()[0]
+            if last is None:
+                raise PredictorError("ml_predictions has no ensemble rows; materialise ml_ensemble_predictions")
+            day = pd.Timestamp(last).strftime("%Y-%m-%d")
+        start = pd.Timestamp(day, tz="UTC")
+        used = conn.execute(
+            "SELECT model_name, array_agg(DISTINCT model_id) FROM ml_predictions "
+            "WHERE ts >= %s AND ts < %s AND model_name = ANY(%s) GROUP BY model_name",
+            (start, start + pd.Timedelta(days=1), [ENSEMBLE_NAME, direction_xgb.MODEL_NAME, linear_model.MODEL_NAME]),
+        ).fetchall()
+        ids = {name: sorted(v) for name, v in used}
+        if ENSEMBLE_NAME not in ids:
+            raise PredictorError(f"no ensemble rows for {day}; materialise ml_ensemble_predictions for that day")
+        for name, found in ids.items():
+            if len(found) > 1:
+                raise PredictorError(f"{name} rows of {day} come from several model versions {found}")
+        weights_id = ids[ENSEMBLE_NAME][0]
+        _, artifact = registry.load_artifact(conn, weights_id)
+        payload = json.loads(artifact)
+        if "class_priors" in payload:
+            return cls((), (), payload["class_priors"], day, weights_id)
+        members = []
+        for name in payload["members"]:
+            if name not in ids:
+                raise PredictorError(f"the ensemble of {day} used {name}, which has no rows that day")
+            if name == direction_xgb.MODEL_NAME:
+                members.append(Predictor.from_connection(conn, name, ids[name][0]))
+            elif name == linear_model.MODEL_NAME:
+                started = time.perf_counter()
+                record, blob = registry.load_artifact(conn, ids[name][0])
+                model = linear_model.deserialize(blob)
+                member = Member(
+                    record.model_name,
+                    record.model_id,
+                    record.feature_set_id,
+                    registry.sha256_hex(blob),
+                    (time.perf_counter() - started) * 1000.0,
+                )
+                members.append(_LinearMember(model, member, MODEL_FEATURE_COLUMNS))
+            else:
+                raise PredictorError(f"ensemble member {name} has no in-process predictor")
+        return cls(members, tuple(payload["weights"]), None, day, weights_id)
+
+    def _matrix(self, features) -> tuple[np.ndarray, object]:
+        if isinstance(features, pd.DataFrame):
+            missing = [c for c in self.feature_columns if c not in features.columns]
+            if missing:
+                raise PredictorError(f"feature frame lacks column(s) {missing}")
+            symbols = features["symbol"].to_numpy(dtype=object) if "symbol" in features.columns else None
+            return features[list(self.feature_columns)].to_numpy(dtype=np.float64), symbols
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_columns):
+            raise PredictorError(f"expected an (n, {len(self.feature_columns)}) array, got shape {x.shape}")
+        return x, None
+
+    def predict_batch(self, features: pd.DataFrame | np.ndarray, symbols=None) -> np.ndarray:
+        """(n, 3) float64 probabilities (SELL, HOLD, BUY); ``symbols`` (or a frame's symbol column)
+        is needed when a member scales per symbol."""
+        x, from_frame = self._matrix(features)
+        return self._proba(x, symbols if symbols is not None else from_frame)
+
+    def predict(self, row: Mapping[str, float] | np.ndarray, symbol: str | None = None) -> Prediction:
+        x = self._row
+        if isinstance(row, Mapping):
+            missing = [c for c in self.feature_columns if c not in row]
+            if missing:
+                raise PredictorError(f"feature row lacks {missing}")
+            for name, i in self._index.items():
+                x[0, i] = row[name]
+        else:
+            values = np.asarray(row, dtype=np.float64)
+            if values.shape != (len(self.feature_columns),):
+                raise PredictorError(f"expected {len(self.feature_columns)} features, got shape {values.shape}")
+            x[0] = values
+        proba = self._proba(x, symbol)[0]
+        best = int(proba.argmax())
+        return Prediction(
+            probabilities={c: float(p) for c, p in zip(CLASSES, proba, strict=True)},
+            direction=CLASSES[best],
+            confidence=float(proba[best]),
+            members=self._used,
+        )
+
+    def _proba(self, x: np.ndarray, symbols) -> np.ndarray:
+        if not np.isfinite(x).all():
+            bad = np.argwhere(~np.isfinite(x))[0]
+            raise PredictorError(f"feature {self.feature_columns[bad[1]]!r} of row {bad[0]} is not finite")
+        if not self.members:  # the day fell back to the class priors
+            return np.tile(self.priors, (len(x), 1))
+        # ml/ensemble.combine: members' probabilities times their weights, summed in member-name
+        # order, divided by the summed weights, renormalised
+        total = np.zeros((len(x), 3))
+        for member, weight in sorted(zip(self.members, self.weights, strict=True), key=lambda p: p[0].member.name):
+            total += member.predict_batch(x, symbols) * weight
+        proba = total / self.weights.sum()
         return proba / proba.sum(axis=1, keepdims=True)

@@ -115,6 +115,38 @@ def test_signals_and_dashboard_rows_come_from_the_ensemble(trained):
     assert mismatched == 0
 
 
+def _day_inputs(url, day):
+    from pipeline_assets.ml.dataset import split_complete_rows
+    from pipeline_assets.store.warehouse import read_model_inputs
+
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    with connect(url) as conn:
+        complete, _ = split_complete_rows(read_model_inputs(conn, SYMBOLS, start, start + timedelta(days=1)))
+    return complete.sort_values(["ts", "symbol"], ignore_index=True)
+
+
+@pytest.mark.parametrize("day", ["2024-03-11", "2024-03-12"])
+def test_the_ensemble_predictor_serves_the_stored_ensemble_rows(trained, day):
+    """Both members on 03-11; the linear member alone on 03-12 (XGBoost left out for realised loss)."""
+    from pipeline_assets.serving import EnsemblePredictor, PredictorError
+
+    url = trained["url"]
+    predictor = EnsemblePredictor.from_warehouse(url, day)
+    stored = _rows(url, ENSEMBLE_NAME, day)
+    inputs = _day_inputs(url, day)
+    one = predictor.predict(inputs.iloc[5][list(predictor.feature_columns)].to_dict(), symbol=inputs["symbol"].iloc[5])
+    assert {",".join(sorted(m for m, _ in one.members))} == set(stored["members_used"])
+    assert inputs[["symbol", "ts"]].equals(stored[["symbol", "ts"]])
+    cols = ["prob_sell", "prob_hold", "prob_buy"]
+    np.testing.assert_allclose(predictor.predict_batch(inputs), stored[cols].to_numpy(dtype=float), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(list(one.probabilities.values()), stored[cols].iloc[5].to_numpy(dtype=float), atol=1e-12)
+    assert predictor.weights_model_id == int(stored["model_id"].iloc[0])
+    with pytest.raises(PredictorError, match="not finite"):
+        predictor.predict(np.full(len(predictor.feature_columns), np.nan))
+    with pytest.raises(PredictorError, match="no ensemble rows for 2024-03-20"):
+        EnsemblePredictor.from_warehouse(url, "2024-03-20")
+
+
 ENSEMBLE_COLUMNS = ["symbol", "ts", "model_id", "prob_sell", "prob_hold", "prob_buy", "members_used", "weights_id"]
 
 
@@ -168,6 +200,10 @@ def test_a_member_losing_to_the_priors_on_matured_rows_leaves_the_next_day(train
         # both members lose to the priors: the day falls back to the class priors, said per row
         ens = _rows(url, ENSEMBLE_NAME, PREDICT[-1])
         assert len(ens) == len(before) and (ens["fallback_used"] == "class_priors").all()
+        from pipeline_assets.serving import EnsemblePredictor
+
+        served = EnsemblePredictor.from_warehouse(url, PREDICT[-1]).predict_batch(_day_inputs(url, PREDICT[-1]))
+        np.testing.assert_allclose(served, ens[["prob_sell", "prob_hold", "prob_buy"]].to_numpy(dtype=float))
     finally:  # restore the member's rows and the day's ensemble rows
         run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_range=PREDICT)
     restored = _rows(url, ENSEMBLE_NAME, PREDICT[-1])

@@ -65,7 +65,7 @@ from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import read_frame, upsert_frame
 from pipeline_assets.store.warehouse import read_leaking_predictions, read_model_inputs
 
-ENSEMBLE_NAME = "direction_ensemble"
+ENSEMBLE_NAME = ensemble.ENSEMBLE_NAME
 MEMBERS = (direction_xgb.MODEL_NAME, linear_model.MODEL_NAME)
 BREAKERS_CHECK = "no_open_breakers"
 LEAKAGE_CHECK = "model_trained_before_prediction_time"
@@ -355,7 +355,7 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
                             m: {"state": s["state"], "reason": s.get("reason"), "since": s.get("tripped_at")}
                             for m, s in not_closed.items()
                         }
-                    )
+                    ),
                 },
             ),
             AssetCheckResult(check_name=LEAKAGE_CHECK, passed=True, metadata={"violations": 0}),

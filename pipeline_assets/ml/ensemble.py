@@ -35,6 +35,7 @@ import pandas as pd
 from pipeline_assets.contracts.versioning import content_id
 from pipeline_assets.ml.labels import BUY, HOLD, SELL
 
+ENSEMBLE_NAME = "direction_ensemble"  # model name of the ensemble's rows and weights sets
 PROBABILITY_COLUMNS = ("prob_sell", "prob_hold", "prob_buy")
 CLASSES = (SELL, HOLD, BUY)
 KEY = ["symbol", "ts"]
