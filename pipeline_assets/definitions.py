@@ -28,6 +28,7 @@ from pipeline_assets.assets.models import (
     training_dataset,
     walk_forward_report,
 )
+from pipeline_assets.assets.pattern_model import direction_model_patterns
 from pipeline_assets.assets.patterns import ml_patterns
 from pipeline_assets.assets.state_vectors import ml_state_vectors, raw_orderbook
 from pipeline_assets.automation.alerts import failed_check_alert_sensor, failed_run_alert_sensor
@@ -66,6 +67,7 @@ ASSETS = [
     training_dataset,
     direction_model_xgboost,
     direction_model_linear,
+    direction_model_patterns,
     online_model_river,
     walk_forward_report,
     ml_predictions,

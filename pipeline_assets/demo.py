@@ -127,6 +127,11 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
             "WHERE position <> 0 AND strategy_return IS NOT NULL"
         ).fetchone()
         quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        members = conn.execute(
+            "SELECT DISTINCT ON (model_name) model_name, version, status, metrics->'test_vs_baselines' "
+            "FROM ml_models_metadata WHERE model_name IN ('direction_linear', 'direction_patterns') "
+            "ORDER BY model_name, version DESC"
+        ).fetchall()
         realised = conn.execute(
             "SELECT count(*), sum(matured_rows), sum(log_loss * matured_rows) / nullif(sum(matured_rows), 0), "
             "max(reference_log_loss), sum(priors_log_loss * matured_rows) / nullif(sum(matured_rows), 0), "
@@ -155,6 +160,9 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
         "online": {"version": online_model[0], **online_model[1]} if online_model else None,
         "online_requests": online_requests,
         "quarantined": quarantined,
+        "members": [
+            {"model_name": m[0], "version": m[1], "status": m[2], "test_vs_baselines": m[3]} for m in members if m[3]
+        ],
         "performance": {
             "days": realised[0],
             "rows": realised[1],
@@ -197,6 +205,13 @@ def _print_summary(s: dict, echo) -> None:
         echo(f"  verdict: the model {vs['verdict']}")
     else:
         echo(f"  accuracy {test['accuracy']:.3f}, log loss {test['log_loss']:.3f} (no baseline report stored)")
+    for member in s.get("members", []):
+        metrics = member["test_vs_baselines"]["metrics"]
+        echo(
+            f"{member['model_name']} v{member['version']} ({member['status']}), held-out log loss "
+            f"{metrics['model']['log_loss']:.4f} vs class priors {metrics['class_priors']['log_loss']:.4f} and "
+            f"persistence {metrics['persistence']['log_loss']:.4f}: {member['test_vs_baselines']['verdict']}"
+        )
     perf = s["performance"]
     if perf["days"]:
         echo(

@@ -21,11 +21,13 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from pipeline_assets.ml import direction_xgb, linear_model
+from pipeline_assets.ml import direction_xgb, linear_model, pattern_member
 from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS
 from pipeline_assets.ml.ensemble import ENSEMBLE_NAME
+from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.db import connect
+from pipeline_assets.store.warehouse import read_active_detections
 
 CLASSES = ("SELL", "HOLD", "BUY")
 
@@ -101,9 +103,9 @@ class Predictor:
         )
         return cls(model.get_booster(), member, columns, iteration_range)
 
-    def predict_batch(self, features: pd.DataFrame | np.ndarray, symbols=None) -> np.ndarray:
-        """(n, 3) float64 probabilities (SELL, HOLD, BUY), rows summing to 1 (``symbols`` is
-        accepted for the ensemble's interface; this member does not use it)."""
+    def predict_batch(self, features: pd.DataFrame | np.ndarray, symbols=None, ts=None) -> np.ndarray:
+        """(n, 3) float64 probabilities (SELL, HOLD, BUY), rows summing to 1 (``symbols`` and
+        ``ts`` are accepted for the ensemble's interface; this member does not use them)."""
         if isinstance(features, pd.DataFrame):
             missing = [c for c in self.feature_columns if c not in features.columns]
             if missing:
@@ -189,12 +191,36 @@ class _LinearMember:
             center[rows], scale[rows] = found
         return center, scale
 
-    def predict_batch(self, x: np.ndarray, symbols=None) -> np.ndarray:
+    def predict_batch(self, x: np.ndarray, symbols=None, ts=None) -> np.ndarray:
         center, scale = self._center_scale(symbols, len(x))
         z = ((x - center) / scale) @ self._coef_t + self._intercept
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+
+class _PatternMember:
+    """The chart-pattern member: the state of the patterns active at each row's (symbol, ts), from
+    the ml_patterns detections loaded with the predictor (those detected by the row's bar), looked
+    up in the stored table."""
+
+    def __init__(self, model: pattern_member.PatternModel, member: Member, detections: pd.DataFrame):
+        self.member = member
+        self._model = model
+        self._detections = detections
+
+    def predict_batch(self, x: np.ndarray, symbols=None, ts=None) -> np.ndarray:
+        if symbols is None or ts is None:
+            raise PredictorError(
+                f"pattern member {self.member.model_id} needs each row's symbol and ts (the patterns active then)"
+            )
+        keys = pd.DataFrame(
+            {
+                "symbol": np.broadcast_to(np.asarray(symbols, dtype=object), (len(x),)),
+                "ts": pd.to_datetime(np.broadcast_to(np.asarray(ts, dtype="datetime64[us]"), (len(x),)), utc=True),
+            }
+        )
+        return pattern_member.predict_proba(self._model, keys, self._detections)
 
 
 class EnsemblePredictor:
@@ -204,8 +230,11 @@ class EnsemblePredictor:
     them. Probabilities equal that day's ``direction_ensemble`` rows for the same inputs (tested).
 
         predictor = EnsemblePredictor.from_warehouse(url)             # newest day with ensemble rows
-        predictor.predict(row, symbol="BTCUSDT").probabilities
-        predictor.predict_batch(frame)                                # frame with a symbol column
+        predictor.predict(row, symbol="BTCUSDT", ts=bar_time).probabilities
+        predictor.predict_batch(frame)                                # frame with symbol and ts columns
+
+    The pattern member reads the ml_patterns detections known by the end of the served day when
+    the predictor is loaded (reload it to see later detections); it needs each row's symbol and ts.
     """
 
     def __init__(self, members, weights: tuple[float, ...], priors, day: str, weights_model_id: int):
@@ -237,7 +266,11 @@ class EnsemblePredictor:
         used = conn.execute(
             "SELECT model_name, array_agg(DISTINCT model_id) FROM ml_predictions "
             "WHERE ts >= %s AND ts < %s AND model_name = ANY(%s) GROUP BY model_name",
-            (start, start + pd.Timedelta(days=1), [ENSEMBLE_NAME, direction_xgb.MODEL_NAME, linear_model.MODEL_NAME]),
+            (
+                start,
+                start + pd.Timedelta(days=1),
+                [ENSEMBLE_NAME, direction_xgb.MODEL_NAME, linear_model.MODEL_NAME, pattern_member.MODEL_NAME],
+            ),
         ).fetchall()
         ids = {name: sorted(v) for name, v in used}
         if ENSEMBLE_NAME not in ids:
@@ -256,10 +289,14 @@ class EnsemblePredictor:
                 raise PredictorError(f"the ensemble of {day} used {name}, which has no rows that day")
             if name == direction_xgb.MODEL_NAME:
                 members.append(Predictor.from_connection(conn, name, ids[name][0]))
-            elif name == linear_model.MODEL_NAME:
+            elif name in (linear_model.MODEL_NAME, pattern_member.MODEL_NAME):
                 started = time.perf_counter()
                 record, blob = registry.load_artifact(conn, ids[name][0])
-                model = linear_model.deserialize(blob)
+                if name == linear_model.MODEL_NAME:
+                    model = linear_model.deserialize(blob)
+                else:
+                    model = pattern_member.deserialize(blob)
+                    detections = read_active_detections(conn, SYMBOLS, start, start + pd.Timedelta(days=1))
                 member = Member(
                     record.model_name,
                     record.model_id,
@@ -267,30 +304,34 @@ class EnsemblePredictor:
                     registry.sha256_hex(blob),
                     (time.perf_counter() - started) * 1000.0,
                 )
-                members.append(_LinearMember(model, member, MODEL_FEATURE_COLUMNS))
+                if name == linear_model.MODEL_NAME:
+                    members.append(_LinearMember(model, member, MODEL_FEATURE_COLUMNS))
+                else:
+                    members.append(_PatternMember(model, member, detections))
             else:
                 raise PredictorError(f"ensemble member {name} has no in-process predictor")
         return cls(members, tuple(payload["weights"]), None, day, weights_id)
 
-    def _matrix(self, features) -> tuple[np.ndarray, object]:
+    def _matrix(self, features) -> tuple[np.ndarray, object, object]:
         if isinstance(features, pd.DataFrame):
             missing = [c for c in self.feature_columns if c not in features.columns]
             if missing:
                 raise PredictorError(f"feature frame lacks column(s) {missing}")
             symbols = features["symbol"].to_numpy(dtype=object) if "symbol" in features.columns else None
-            return features[list(self.feature_columns)].to_numpy(dtype=np.float64), symbols
+            ts = features["ts"].to_numpy(dtype="datetime64[us]") if "ts" in features.columns else None
+            return features[list(self.feature_columns)].to_numpy(dtype=np.float64), symbols, ts
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.feature_columns):
             raise PredictorError(f"expected an (n, {len(self.feature_columns)}) array, got shape {x.shape}")
-        return x, None
+        return x, None, None
 
-    def predict_batch(self, features: pd.DataFrame | np.ndarray, symbols=None) -> np.ndarray:
-        """(n, 3) float64 probabilities (SELL, HOLD, BUY); ``symbols`` (or a frame's symbol column)
-        is needed when a member scales per symbol."""
-        x, from_frame = self._matrix(features)
-        return self._proba(x, symbols if symbols is not None else from_frame)
+    def predict_batch(self, features: pd.DataFrame | np.ndarray, symbols=None, ts=None) -> np.ndarray:
+        """(n, 3) float64 probabilities (SELL, HOLD, BUY). ``symbols`` and ``ts`` (or a frame's
+        symbol and ts columns) are needed by members that scale per symbol or read patterns."""
+        x, frame_symbols, frame_ts = self._matrix(features)
+        return self._proba(x, symbols if symbols is not None else frame_symbols, ts if ts is not None else frame_ts)
 
-    def predict(self, row: Mapping[str, float] | np.ndarray, symbol: str | None = None) -> Prediction:
+    def predict(self, row: Mapping[str, float] | np.ndarray, symbol: str | None = None, ts=None) -> Prediction:
         x = self._row
         if isinstance(row, Mapping):
             missing = [c for c in self.feature_columns if c not in row]
@@ -303,7 +344,8 @@ class EnsemblePredictor:
             if values.shape != (len(self.feature_columns),):
                 raise PredictorError(f"expected {len(self.feature_columns)} features, got shape {values.shape}")
             x[0] = values
-        proba = self._proba(x, symbol)[0]
+        when = None if ts is None else np.datetime64(pd.Timestamp(ts).tz_convert("UTC").tz_localize(None), "us")
+        proba = self._proba(x, symbol, when)[0]
         best = int(proba.argmax())
         return Prediction(
             probabilities={c: float(p) for c, p in zip(CLASSES, proba, strict=True)},
@@ -312,7 +354,7 @@ class EnsemblePredictor:
             members=self._used,
         )
 
-    def _proba(self, x: np.ndarray, symbols) -> np.ndarray:
+    def _proba(self, x: np.ndarray, symbols, ts) -> np.ndarray:
         if not np.isfinite(x).all():
             bad = np.argwhere(~np.isfinite(x))[0]
             raise PredictorError(f"feature {self.feature_columns[bad[1]]!r} of row {bad[0]} is not finite")
@@ -322,6 +364,6 @@ class EnsemblePredictor:
         # order, divided by the summed weights, renormalised
         total = np.zeros((len(x), 3))
         for member, weight in sorted(zip(self.members, self.weights, strict=True), key=lambda p: p[0].member.name):
-            total += member.predict_batch(x, symbols) * weight
+            total += member.predict_batch(x, symbols, ts) * weight
         proba = total / self.weights.sum()
         return proba / proba.sum(axis=1, keepdims=True)

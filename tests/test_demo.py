@@ -36,6 +36,9 @@ def test_demo_materialises_the_whole_graph_and_prints_a_summary(fresh_database, 
     assert "predicting 4 out-of-sample days" in out
     assert "direction_xgboost v1 (champion)" in out and "quarantined rows: 0" in out
     assert "class_priors" in out and "persistence" in out and "verdict: the model" in out
+    for member in ("direction_linear v1 (champion)", "direction_patterns v1 (champion)"):
+        line = next(row for row in out.splitlines() if row.startswith(member))
+        assert "held-out log loss" in line and "vs class priors" in line and "baselines" in line, line
     # the demo is one asset backfill: ingestion range, model, inference range, plus the online update
     assert "== demo summary: one asset backfill, 4 Dagster runs in" in out, out[-2000:]
     assert out.count(" SUCCESS ") == 3

@@ -33,9 +33,10 @@ def trained(database_url):
         truncate_all(conn)
     instance = DagsterInstance.ephemeral()
     ingest_days(database_url, DAYS, SYMBOLS, instance)
+    run_assets(["ml_patterns"], database_url, instance=instance, partition_range=(DAYS[0], DAYS[-1]))
     config = retrain_run_config(TRAIN_END, train_days=12, min_rows=200, models=RETRAINED_MODELS)
     training = run_assets(
-        ["training_dataset", "direction_model_xgboost", "direction_model_linear"],
+        ["training_dataset", "direction_model_xgboost", "direction_model_linear", "direction_model_patterns"],
         database_url,
         instance=instance,
         run_config=config,
@@ -68,18 +69,23 @@ def test_members_and_ensemble_rows_for_every_hour(trained):
     ens = _rows(url, ENSEMBLE_NAME)
     assert len(linear) == len(ens) == hours
     last_day = ens["ts"] >= datetime.fromisoformat(PREDICT[-1]).replace(tzinfo=UTC)
-    assert set(ens.loc[~last_day, "members_used"]) == {"direction_linear,direction_xgboost"}
+    assert set(ens.loc[~last_day, "members_used"]) == {"direction_linear,direction_patterns,direction_xgboost"}
     # on this synthetic market the XGBoost member's 172 rows matured before the last day lose to the
     # class priors by more than the margin (+0.026 nats): the realised-loss gate leaves it out
-    assert set(ens.loc[last_day, "members_used"]) == {"direction_linear"}
+    assert set(ens.loc[last_day, "members_used"]) == {"direction_linear,direction_patterns"}
     assert (ens["fallback_used"] == "none").all() and ens["weights_id"].notna().all()
     checks = {e.check_name: e for e in trained["result"].get_asset_check_evaluations()}
     assert checks["model_trained_before_prediction_time"].passed and not checks["no_open_breakers"].passed
     left_out = checks["no_open_breakers"].metadata["left_out_for_realised_loss"].value
     assert list(left_out) == [PREDICT[-1]] and list(left_out[PREDICT[-1]]) == ["direction_xgboost"]
     assert checks["no_open_breakers"].metadata["not_closed"].value == {}  # no breaker tripped
+    # the pattern member predicted every hour too; on this market it does not beat its baselines
+    # and its own metadata says so
+    assert len(_rows(url, "direction_patterns")) == hours
+    patterns = metadata_of(trained["training"], "direction_model_patterns")
+    assert patterns["status"] == "champion" and patterns["detections_in_window"] > 0
+    assert "does NOT beat" in patterns["verdict"] and "bullish" in patterns["state_table"]
     # every ensemble row is the weighted mix of its members' rows, with the registered weights
-    xgb = _rows(url, "direction_xgboost")
     row = ens.iloc[100]
     with connect(url) as conn:
         _, artifact = registry.load_artifact(conn, int(row["model_id"]))
@@ -87,13 +93,12 @@ def test_members_and_ensemble_rows_for_every_hour(trained):
             "SELECT labels_matured_until FROM ml_models_metadata WHERE model_id = %s", (int(row["model_id"]),)
         ).fetchone()
     weights = dict(zip(*(json.loads(artifact)[k] for k in ("members", "weights")), strict=True))
-    key = (linear["symbol"] == row["symbol"]) & (linear["ts"] == row["ts"])
+    assert sorted(weights) == ["direction_linear", "direction_patterns", "direction_xgboost"]
     cols = ["prob_sell", "prob_hold", "prob_buy"]
-    mixed = (
-        weights["direction_linear"] * linear.loc[key, cols].to_numpy()[0]
-        + weights["direction_xgboost"]
-        * xgb.loc[(xgb["symbol"] == row["symbol"]) & (xgb["ts"] == row["ts"]), cols].to_numpy()[0]
-    )
+    mixed = np.zeros(3)
+    for member, weight in weights.items():
+        rows = linear if member == "direction_linear" else _rows(url, member)
+        mixed += weight * rows.loc[(rows["symbol"] == row["symbol"]) & (rows["ts"] == row["ts"]), cols].to_numpy()[0]
     np.testing.assert_allclose(row[cols].to_numpy(dtype=float), mixed / mixed.sum(), atol=1e-12)
     assert until < row["ts"]  # the weights saw only labels matured before the predicted day
 
@@ -134,7 +139,11 @@ def test_the_ensemble_predictor_serves_the_stored_ensemble_rows(trained, day):
     predictor = EnsemblePredictor.from_warehouse(url, day)
     stored = _rows(url, ENSEMBLE_NAME, day)
     inputs = _day_inputs(url, day)
-    one = predictor.predict(inputs.iloc[5][list(predictor.feature_columns)].to_dict(), symbol=inputs["symbol"].iloc[5])
+    one = predictor.predict(
+        inputs.iloc[5][list(predictor.feature_columns)].to_dict(),
+        symbol=inputs["symbol"].iloc[5],
+        ts=inputs["ts"].iloc[5],
+    )
     assert {",".join(sorted(m for m, _ in one.members))} == set(stored["members_used"])
     assert inputs[["symbol", "ts"]].equals(stored[["symbol", "ts"]])
     cols = ["prob_sell", "prob_hold", "prob_buy"]
@@ -174,7 +183,7 @@ def test_one_day_runs_give_the_rows_of_the_range_run(trained):
 def test_a_member_losing_to_the_priors_on_matured_rows_leaves_the_next_day(trained):
     """Realised-loss gate: the linear member's stored rows of the first two days are made
     confidently wrong; a one-day run of the third day leaves it out too (the XGBoost member is
-    already out on this market), says why, and warns."""
+    already out on this market), says why, and warns; the pattern member is left alone."""
     url, instance = trained["url"], trained["instance"]
     before = _rows(url, ENSEMBLE_NAME, PREDICT[-1])
     first, last = (datetime.fromisoformat(d).replace(tzinfo=UTC) for d in (PREDICT[0], PREDICT[-1]))
@@ -197,9 +206,10 @@ def test_a_member_losing_to_the_priors_on_matured_rows_leaves_the_next_day(train
         verdict = metadata_of(result, "ml_ensemble_predictions", partition=PREDICT[-1])["realised_loss"]
         assert verdict["direction_linear"]["worse"] and verdict["direction_linear"]["rows"] == 172
         assert verdict["direction_linear"]["model_log_loss"] > 2.0 > verdict["direction_linear"]["baseline_log_loss"]
-        # both members lose to the priors: the day falls back to the class priors, said per row
+        # both lose to the priors: the pattern member alone makes the day's ensemble
         ens = _rows(url, ENSEMBLE_NAME, PREDICT[-1])
-        assert len(ens) == len(before) and (ens["fallback_used"] == "class_priors").all()
+        assert len(ens) == len(before) and set(ens["members_used"]) == {"direction_patterns"}
+        assert (ens["fallback_used"] == "none").all()
         from pipeline_assets.serving import EnsemblePredictor
 
         served = EnsemblePredictor.from_warehouse(url, PREDICT[-1]).predict_batch(_day_inputs(url, PREDICT[-1]))
@@ -213,19 +223,27 @@ def test_a_member_losing_to_the_priors_on_matured_rows_leaves_the_next_day(train
 def test_a_corrupt_member_trips_its_breaker_and_the_day_still_gets_rows(trained):
     url, instance = trained["url"], trained["instance"]
     DAY = "2024-03-11"  # noqa: N806 (a day on which no member is left out for realised loss)
-    with connect(url) as conn, conn.transaction():
-        champion = registry.champion(conn, linear_model.MODEL_NAME)
-        conn.execute("UPDATE ml_models_metadata SET artifact = %s WHERE model_id = %s", (b"{}", champion.model_id))
+    with connect(url) as conn, conn.transaction():  # the two members run from their artifacts
+        for name in (linear_model.MODEL_NAME, "direction_patterns"):
+            champion = registry.champion(conn, name)
+            conn.execute("UPDATE ml_models_metadata SET artifact = %s WHERE model_id = %s", (b"{}", champion.model_id))
     try:
         result = run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_key=DAY)
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
         assert not checks["no_open_breakers"].passed
-        assert "direction_linear" in checks["no_open_breakers"].metadata["not_closed"].value
+        assert sorted(checks["no_open_breakers"].metadata["not_closed"].value) == [
+            "direction_linear",
+            "direction_patterns",
+        ]
         ens = _rows(url, ENSEMBLE_NAME, DAY)
         assert len(ens) == 24 * len(SYMBOLS) and set(ens["members_used"]) == {"direction_xgboost"}
         with connect(url) as conn:
-            (state,) = conn.execute("SELECT state FROM member_breakers WHERE member = 'direction_linear'").fetchone()
-        assert state["state"] == "open" and "integrity" in state["last_transition"]["reason"] + state["reason"]
+            opened = conn.execute(
+                "SELECT state FROM member_breakers WHERE member IN ('direction_linear', 'direction_patterns')"
+            ).fetchall()
+        assert len(opened) == 2
+        for (state,) in opened:
+            assert state["state"] == "open" and "integrity" in state["last_transition"]["reason"] + state["reason"]
         # no member usable at all: the day falls back to class priors, said per row
         with connect(url) as conn, conn.transaction():
             conn.execute(

@@ -38,13 +38,16 @@ def test_states_follow_active_detections_and_expire():
     def at(symbol, hour):
         return out.loc[(symbol, T0 + pd.Timedelta(hours=hour))]
 
+    def state(symbol, hour):
+        return pm.STATES[int(at(symbol, hour)["state"])]
+
     assert at("BTCUSDT", 4)["state"] == 0 and at("BTCUSDT", 4)["active_patterns"] == 0
-    assert pm.STATES[int(at("BTCUSDT", 5)["state"])] == "bullish" and at("BTCUSDT", 5)["net_signal"] == pytest.approx(0.8)
+    assert state("BTCUSDT", 5) == "bullish" and at("BTCUSDT", 5)["net_signal"] == pytest.approx(0.8)
     # both active: 0.8 - 0.7 = 0.1, inside the dead zone
-    assert pm.STATES[int(at("BTCUSDT", 9)["state"])] == "mixed" and at("BTCUSDT", 9)["active_patterns"] == 2
-    assert pm.STATES[int(at("BTCUSDT", 13)["state"])] == "bullish"  # the bearish one expired after bar 12
-    assert pm.STATES[int(at("BTCUSDT", 15)["state"])] == "none"  # 5 + 10 h
-    assert pm.STATES[int(at("ETHUSDT", 22)["state"])] == "bearish" and pm.STATES[int(at("ETHUSDT", 23)["state"])] == "none"
+    assert state("BTCUSDT", 9) == "mixed" and at("BTCUSDT", 9)["active_patterns"] == 2
+    assert state("BTCUSDT", 13) == "bullish"  # the bearish one expired after bar 12
+    assert state("BTCUSDT", 15) == "none"  # 5 + 10 h
+    assert state("ETHUSDT", 22) == "bearish" and state("ETHUSDT", 23) == "none"
     assert (out.xs("ETHUSDT")["active_patterns"].iloc[:20] == 0).all()  # BTC's patterns stay on BTC
 
 

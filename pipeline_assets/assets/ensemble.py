@@ -3,9 +3,12 @@
 - ``direction_model_linear``: the scikit-learn multinomial logistic regression on train-only
   scaled features (ml/linear_model.py), trained from the same registered training dataset as the
   XGBoost member, stored as JSON parameters, promoted by the same significance test.
-- ``ml_ensemble_predictions``: for every closed hour of the run's days, the linear member's own
-  point-in-time predictions (model name ``direction_linear``) and the ensemble's rows (model name
-  ``direction_ensemble``) in ``ml_predictions``. Members run behind circuit breakers (state in
+- ``ml_ensemble_predictions``: for every closed hour of the run's days, the own point-in-time
+  predictions of the members run from their artifacts here (``direction_linear``, and the
+  chart-pattern member ``direction_patterns`` of assets/pattern_model.py, which reads the
+  ``ml_patterns`` detections active at each hour), and the ensemble's rows (model name
+  ``direction_ensemble``) in ``ml_predictions``; the XGBoost member's rows come from
+  ``ml_predictions``. Members run behind circuit breakers (state in
   ``member_breakers``): an exception, a failed artifact check or invalid output opens the
   member's breaker and leaves it out of that day, never failing the day. Realised performance is
   judged point-in-time per day (ml/breakers.realised_loss_gate): a member whose rows predicted
@@ -22,6 +25,7 @@
 """
 
 import contextlib
+import functools
 import json
 from datetime import timedelta
 
@@ -53,7 +57,9 @@ from pipeline_assets.assets._common import (
 )
 from pipeline_assets.assets.inference import ml_predictions
 from pipeline_assets.assets.models import TrainingConfig, decide_promotion, load_training_dataset, training_dataset
-from pipeline_assets.ml import breakers, direction_xgb, ensemble, linear_model
+from pipeline_assets.assets.pattern_model import direction_model_patterns
+from pipeline_assets.assets.patterns import ml_patterns
+from pipeline_assets.ml import breakers, direction_xgb, ensemble, linear_model, pattern_member
 from pipeline_assets.ml.baselines import class_priors
 from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
 from pipeline_assets.ml.direction_xgb import TrainingError
@@ -63,10 +69,19 @@ from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store import artifacts
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.frames import read_frame, upsert_frame
-from pipeline_assets.store.warehouse import read_leaking_predictions, read_model_inputs
+from pipeline_assets.store.warehouse import read_active_detections, read_leaking_predictions, read_model_inputs
 
 ENSEMBLE_NAME = ensemble.ENSEMBLE_NAME
-MEMBERS = (direction_xgb.MODEL_NAME, linear_model.MODEL_NAME)
+MEMBERS = (direction_xgb.MODEL_NAME, linear_model.MODEL_NAME, pattern_member.MODEL_NAME)
+# members this asset runs in process from their artifacts (XGBoost's rows come from ml_predictions)
+IN_PROCESS = {
+    linear_model.MODEL_NAME: lambda artifact, keys, detections: linear_model.predict_proba(
+        linear_model.deserialize(artifact), keys
+    ),
+    pattern_member.MODEL_NAME: lambda artifact, keys, detections: pattern_member.predict_proba(
+        pattern_member.deserialize(artifact), keys, detections
+    ),
+}
 BREAKERS_CHECK = "no_open_breakers"
 LEAKAGE_CHECK = "model_trained_before_prediction_time"
 BREAKER_CONFIG = breakers.BreakerConfig()
@@ -149,7 +164,7 @@ def _load_states(conn) -> dict[str, dict]:
     code_version="3",
     kinds={"postgres", "scikit-learn"},
     tags={"layer": "inference"},
-    deps=[ml_predictions, direction_model_linear],
+    deps=[ml_predictions, ml_patterns, direction_model_linear, direction_model_patterns],
     check_specs=[
         AssetCheckSpec(
             BREAKERS_CHECK,
@@ -169,8 +184,8 @@ def _load_states(conn) -> dict[str, dict]:
 )
 @transient_only
 def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: WarehouseResource):
-    """Linear-member and ensemble probabilities for every symbol and closed hour of the run's days,
-    point-in-time, with members behind circuit breakers and a class-priors fallback."""
+    """Linear- and pattern-member and ensemble probabilities for every symbol and closed hour of the
+    run's days, point-in-time, with members behind circuit breakers and a class-priors fallback."""
     window = run_window(context)
     end = closed_bars_end(window.end)
     lookback = timedelta(hours=ensemble.EnsembleParams().lookback_hours)
@@ -187,14 +202,15 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             "SELECT symbol, ts, direction, matured_at FROM ml_labels WHERE ts >= %s AND ts < %s ORDER BY ts, symbol",
             (window.start - lookback, end),
         )
+        detections = read_active_detections(conn, SYMBOLS, window.start, end)
         states = _load_states(conn)
-        records = {}
-        for day in window.days:
+        records = {member: {} for member in IN_PROCESS}  # member -> day -> model version of that day
+        for member, day in ((m, d) for m in IN_PROCESS for d in window.days):
             with contextlib.suppress(registry.ModelNotFoundError):
-                records[day] = registry.model_for_prediction(conn, linear_model.MODEL_NAME, day_window(day)[0])
+                records[member][day] = registry.model_for_prediction(conn, member, day_window(day)[0])
         artifacts_by_id = {}
         integrity_problems = {}
-        for record in {r.model_id: r for r in records.values()}.values():
+        for record in {r.model_id: r for by_day in records.values() for r in by_day.values()}.values():
             try:
                 artifacts_by_id[record.model_id] = registry.load_artifact(conn, record.model_id)[1]
             except registry.ArtifactIntegrityError as exc:
@@ -213,12 +229,12 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
         if keys.empty:
             continue
 
-        def linear_call(day=day, keys=keys):
-            record = records[day]
+        def member_call(member, day=day, keys=keys):
+            record = records[member][day]
             if record.model_id in integrity_problems:
                 raise breakers.MemberIntegrityError(integrity_problems[record.model_id])
-            model = linear_model.deserialize(artifacts_by_id[record.model_id])
-            return _member_frame(linear_model.MODEL_NAME, linear_model.predict_proba(model, keys), keys)
+            proba = IN_PROCESS[member](artifacts_by_id[record.model_id], keys, detections)
+            return _member_frame(member, proba, keys)
 
         def xgb_call(day=day, keys=keys, day_start=day_start, history=history):
             stored = history[(history["member"] == direction_xgb.MODEL_NAME) & (history["ts"] >= day_start)]
@@ -228,9 +244,7 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             return stored.drop(columns=["member"]).merge(keys[["symbol", "ts"]], on=["symbol", "ts"])
 
         # a member without a model trained before the day is not a member that day (not a failure)
-        calls = {}
-        if day in records:
-            calls[linear_model.MODEL_NAME] = linear_call
+        calls = {m: functools.partial(member_call, m) for m in IN_PROCESS if day in records[m]}
         if (history["member"] == direction_xgb.MODEL_NAME).any() or not calls:
             calls[direction_xgb.MODEL_NAME] = xgb_call
         absent = [m for m in MEMBERS if m not in calls]
@@ -242,15 +256,14 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             integrity_errors=(breakers.MemberIntegrityError, registry.ArtifactIntegrityError),
         )
         states = run.states
-        if linear_model.MODEL_NAME in run.predictions:
-            record = records[day]
-            fresh = run.predictions[linear_model.MODEL_NAME]
-            member_rows.append(fresh.assign(model_name=linear_model.MODEL_NAME, model_id=record.model_id))
+        for member in (m for m in IN_PROCESS if m in run.predictions):
+            fresh = run.predictions[member]
+            member_rows.append(fresh.assign(model_name=member, model_id=records[member][day].model_id))
             # this run's rows are the member's history for the run's later days, exactly as a
             # one-day run of those days would read them back from ml_predictions
-            stale = (history["member"] == linear_model.MODEL_NAME) & (history["ts"] >= day_start)
+            stale = (history["member"] == member) & (history["ts"] >= day_start)
             stale &= history["ts"] < day_start + timedelta(days=1)
-            history = pd.concat([history[~stale], fresh.assign(member=linear_model.MODEL_NAME)], ignore_index=True)
+            history = pd.concat([history[~stale], fresh.assign(member=member)], ignore_index=True)
         past = history[history["ts"] < day_start]
         matured = labels[labels["matured_at"] < day_start]
         priors = class_priors(matured["direction"].to_numpy()) if len(matured) else np.full(3, 1 / 3)

@@ -57,7 +57,7 @@ class TrainingConfig(Config):
     )
 
 
-RETRAINED_MODELS = ("direction_model_xgboost", "direction_model_linear")
+RETRAINED_MODELS = ("direction_model_xgboost", "direction_model_linear", "direction_model_patterns")
 
 
 def retrain_run_config(

@@ -260,3 +260,15 @@ def truncate_all(conn: psycopg.Connection) -> None:
             sql.SQL(", ").join(sql.Identifier(t) for t in WAREHOUSE_TABLES)
         )
     )
+
+
+def read_active_detections(conn, symbols, start: datetime, end: datetime) -> pd.DataFrame:
+    """The ml_patterns rows that can be active at some bar in [start, end): detected before
+    ``end`` and not yet expired at ``start``."""
+    return read_frame(
+        conn,
+        "SELECT symbol, ts, score, direction::double precision AS direction, expected_completion_hours "
+        "FROM ml_patterns WHERE symbol = ANY(%s) AND ts < %s "
+        "AND ts + expected_completion_hours * interval '1 hour' > %s ORDER BY ts, symbol, pattern",
+        (list(symbols), end, start),
+    )
