@@ -79,6 +79,10 @@ def test_members_and_ensemble_rows_for_every_hour(trained):
     left_out = checks["no_open_breakers"].metadata["left_out_for_realised_loss"].value
     assert list(left_out) == [PREDICT[-1]] and list(left_out[PREDICT[-1]]) == ["direction_xgboost"]
     assert checks["no_open_breakers"].metadata["not_closed"].value == {}  # no breaker tripped
+    with connect(url) as conn:  # the newest day's verdict is kept beside each breaker's state
+        verdicts = dict(conn.execute("SELECT member, state->'realised_loss' FROM member_breakers").fetchall())
+    assert verdicts["direction_xgboost"]["day"] == PREDICT[-1] and verdicts["direction_xgboost"]["worse"]
+    assert not verdicts["direction_linear"]["worse"] and verdicts["direction_linear"]["rows"] == 172
     # the pattern member predicted every hour too; on this market it does not beat its baselines
     # and its own metadata says so
     assert len(_rows(url, "direction_patterns")) == hours

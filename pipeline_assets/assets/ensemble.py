@@ -305,6 +305,16 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             extra = [c for c in ("members_used", "weights_id", "fallback_used") if c in predictions.columns]
             out = predictions[columns + extra].copy()
             stats = upsert_frame(conn, "ml_predictions", out, ["symbol", "ts", "model_name"], changed_by_day="ts")
+            if realised:  # the newest day's realised-loss verdict beside each member's breaker state
+                newest = max(realised)
+                for member, verdict in realised[newest].items():
+                    state = states.get(member) or breakers.new_state(member)
+                    if (state.get("realised_loss") or {}).get("day", "") <= newest:
+                        keep = ("worse", "rows", "model_log_loss", "baseline_log_loss", "detail")
+                        states[member] = {
+                            **state,
+                            "realised_loss": {"day": newest, **{k: verdict.get(k) for k in keep}},
+                        }
             for member, state in states.items():
                 conn.execute(
                     "INSERT INTO member_breakers (member, state, updated_at) VALUES (%s, %s, now()) "
