@@ -191,6 +191,17 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
                 artifacts_by_id[record.model_id] = registry.load_artifact(conn, record.model_id)[1]
             except registry.ArtifactIntegrityError as exc:
                 integrity_problems[record.model_id] = str(exc)
+    other_sets = sorted(
+        {(r.model_id, r.feature_set_id) for r in records.values() if r.feature_set_id != MODEL_FEATURE_SET_ID}
+    )
+    if other_sets:
+        # the ensemble reads one feature-set version (the current one) for all its members
+        raise Failure(
+            f"ml_ensemble_predictions {window.label}: {linear_model.MODEL_NAME} model(s) "
+            f"{[m for m, _ in other_sets]} use feature set(s) {sorted({f for _, f in other_sets})}, the ensemble "
+            f"serves the current feature set {MODEL_FEATURE_SET_ID} only; retrain direction_model_linear",
+            allow_retries=False,
+        )
     if inputs.empty:
         raise Failure(
             f"ml_ensemble_predictions {window.label}: no feature rows; materialise the features", allow_retries=False
