@@ -66,6 +66,7 @@ class FeatureSetNotMaterialised(LookupError):
         self.feature_set_id = feature_set_id
         self.tables = tuple(tables)
         self.start, self.end = start, end
+        self.detail = detail
         super().__init__(
             f"feature set {feature_set_id} is not materialised in {', '.join(self.tables)} for "
             f"[{_iso(start)}, {_iso(end)}){': ' + detail if detail else ''}"
@@ -73,6 +74,8 @@ class FeatureSetNotMaterialised(LookupError):
 
 
 def _iso(value) -> str:
+    if value is None:
+        return "any time"
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
@@ -129,9 +132,9 @@ def resolve_model_feature_set(conn: psycopg.Connection, feature_set_id: str | No
         raise FeatureSetNotMaterialised(
             feature_set_id,
             current.tables,
-            "-infinity",
-            "infinity",
-            "no model feature set of that id is registered in feature_sets",
+            None,
+            None,
+            "it is not registered in feature_sets as a model feature set",
         )
     families = []
     for name in record["name"].split("+"):
@@ -141,7 +144,7 @@ def resolve_model_feature_set(conn: psycopg.Connection, feature_set_id: str | No
         declared = FAMILIES.get(name)
         if declared is None:
             raise FeatureSetNotMaterialised(
-                feature_set_id, (), "-infinity", "infinity", f"family {name!r} is no longer declared in this code"
+                feature_set_id, (), None, None, f"family {name!r} is no longer declared in this code"
             )
         family_record = registered(conn, family_id)
         if family_record is not None:
@@ -152,8 +155,8 @@ def resolve_model_feature_set(conn: psycopg.Connection, feature_set_id: str | No
             raise FeatureSetNotMaterialised(
                 feature_set_id,
                 (declared.table,),
-                "-infinity",
-                "infinity",
+                None,
+                None,
                 f"family version {family_id} of {name} is not registered in feature_sets",
             )
         families.append(FamilyVersion(name, declared.table, family_id, columns))

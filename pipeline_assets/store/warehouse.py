@@ -232,7 +232,10 @@ def read_serving_inputs(
     serving. Raises FeatureSetNotMaterialised naming the id, the tables and the range when a table
     of that feature set holds no row of its family version for these symbols in [start, end):
     predicting would otherwise use nothing, or rows of another version."""
-    feature_set = resolve_model_feature_set(conn, feature_set_id)
+    try:
+        feature_set = resolve_model_feature_set(conn, feature_set_id)
+    except FeatureSetNotMaterialised as exc:
+        raise FeatureSetNotMaterialised(exc.feature_set_id, exc.tables, start, end, exc.detail) from None
     missing, others = [], {}
     for family in feature_set.families:
         present = conn.execute(
