@@ -5,6 +5,11 @@ and the members used. The numbers equal ``ml_predictions``' for the same inputs 
     predictor = Predictor.from_warehouse(database_url)          # champion of direction_xgb
     predictor.predict({"log_return_1h": ..., ...})              # one row (mapping or 1-D array)
     predictor.predict_batch(frame_or_2d_array)                  # (n, 3) probabilities
+    predictor.predict_stored(database_url, symbols, start, end)  # from the warehouse's features
+
+Features read from the warehouse are those of the feature-set version the model was trained on
+(``Member.feature_set_id``); if that version has no stored rows for the range, the read raises
+``FeatureSetNotMaterialised`` naming the id, the tables and the range.
 
 ``EnsemblePredictor`` serves the ensemble of a predicted day (its members, weights and fallback) the
 same way; its numbers equal that day's ``direction_ensemble`` rows.
@@ -14,20 +19,31 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
 from pipeline_assets.ml import direction_xgb, linear_model, pattern_member
-from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS
+from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS, split_complete_rows
 from pipeline_assets.ml.ensemble import ENSEMBLE_NAME
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.store import models as registry
 from pipeline_assets.store.db import connect
-from pipeline_assets.store.warehouse import read_active_detections
+from pipeline_assets.store.feature_sets import FeatureSetNotMaterialised, resolve_model_feature_set
+from pipeline_assets.store.warehouse import read_active_detections, read_serving_inputs
+
+__all__ = [
+    "EnsemblePredictor",
+    "FeatureSetNotMaterialised",
+    "Member",
+    "Prediction",
+    "Predictor",
+    "PredictorError",
+]
 
 CLASSES = ("SELL", "HOLD", "BUY")
 
@@ -102,6 +118,34 @@ class Predictor:
             (time.perf_counter() - started) * 1000.0,
         )
         return cls(model.get_booster(), member, columns, iteration_range)
+
+    def read_stored_inputs(
+        self, database_url: str, symbols: Sequence[str], start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        """The stored feature rows of this model's feature set for [start, end) that have every
+        feature (warm-up rows and hours without a sentiment row are left out, as ml_predictions
+        does). Raises FeatureSetNotMaterialised when that feature-set version has no rows there."""
+        with connect(database_url) as conn:
+            inputs = read_serving_inputs(conn, self.member.feature_set_id, symbols, start, end)
+            family_ids = {
+                f.name: f.feature_set_id for f in resolve_model_feature_set(conn, self.member.feature_set_id).families
+            }
+        complete, _ = split_complete_rows(inputs, family_ids, self.feature_columns)
+        return complete
+
+    def predict_stored(self, database_url: str, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+        """symbol, ts, prob_sell, prob_hold, prob_buy for the stored rows of read_stored_inputs."""
+        rows = self.read_stored_inputs(database_url, symbols, start, end)
+        proba = self.predict_batch(rows) if len(rows) else np.empty((0, 3))
+        return pd.DataFrame(
+            {
+                "symbol": rows["symbol"].to_numpy(),
+                "ts": rows["ts"].reset_index(drop=True),
+                "prob_sell": proba[:, 0],
+                "prob_hold": proba[:, 1],
+                "prob_buy": proba[:, 2],
+            }
+        )
 
     def predict_batch(self, features: pd.DataFrame | np.ndarray, symbols=None, ts=None) -> np.ndarray:
         """(n, 3) float64 probabilities (SELL, HOLD, BUY), rows summing to 1 (``symbols`` and

@@ -49,3 +49,111 @@ def test_migrations_upgrade_a_populated_warehouse_of_the_previous_schema(fresh_d
     assert count(fresh_database, "SELECT count(*) FROM raw_ohlcv_history WHERE source = 'old'") == 24
     for table in ("ml_state_vector_rows", "ml_patterns", "ml_features_mtf", "feature_sets", "raw_orderbook"):
         assert count(fresh_database, f"SELECT count(*) FROM {table}") == 0
+
+
+LAST_BEFORE_FEATURE_KEY = "0046"
+
+
+def _upgrade_feature_tables(url: str, tmp_path: Path, timescale: bool) -> None:
+    """A warehouse of the schema before 0047 holding OHLCV and sentiment features (keyed (symbol,
+    ts), TimescaleDB chunks compressed) and a model trained on them, upgraded: feature_set_id joins
+    the key, the rows keep their ids, the model stays servable and a second version fits beside."""
+    import numpy as np
+    import pandas as pd
+
+    from pipeline_assets.features.families import FAMILIES
+    from pipeline_assets.features.ohlcv_features import FEATURE_COLUMNS, FEATURE_SET_ID, compute_ohlcv_features
+    from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID
+    from pipeline_assets.sources.synthetic import SyntheticMarket
+    from pipeline_assets.store import models as registry
+    from pipeline_assets.store.frames import upsert_frame
+    from pipeline_assets.store.warehouse import read_serving_inputs
+
+    old = tmp_path / "old_sql"
+    old.mkdir()
+    for path in sorted(Path(sql_dir()).glob("*.sql")):
+        if path.name[:4] <= LAST_BEFORE_FEATURE_KEY:
+            shutil.copy(path, old / path.name)
+    migrate(url, old)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=70)
+    bars = SyntheticMarket().ohlcv("BTCUSDT", start, end)
+    ohlcv = compute_ohlcv_features(bars[["ts", "open", "high", "low", "close", "volume"]], symbol="BTCUSDT")
+    ohlcv.insert(0, "symbol", "BTCUSDT")
+    ohlcv.insert(2, "feature_set_id", FEATURE_SET_ID)
+    sentiment_columns = FAMILIES["sentiment"].columns
+    sentiment = pd.DataFrame(
+        {"symbol": "BTCUSDT", "ts": ohlcv["ts"], "feature_set_id": FAMILIES["sentiment"].feature_set_id}
+    )
+    for i, column in enumerate(sentiment_columns):
+        sentiment[column] = (np.arange(len(sentiment)) % 7 + i) if column.startswith("headline_count") else 0.1 * i
+    with connect(url) as conn, conn.transaction():
+        upsert_frame(conn, "ml_features_ohlcv", ohlcv, ["symbol", "ts"])  # the key before 0047
+        upsert_frame(conn, "ml_features_sentiment", sentiment, ["symbol", "ts"])
+        model = registry.register_model(
+            conn,
+            model_name="direction_xgboost",
+            artifact=b"stored before the upgrade",
+            format="xgboost-ubj",
+            feature_set_id=MODEL_FEATURE_SET_ID,
+            label_set_id="labels",
+            model_version_hash="before-0047",
+            params={},
+            metrics={},
+            train_start=start,
+            train_end=end,
+            labels_matured_until=end,
+        )
+    if timescale:
+        with connect(url, autocommit=True) as conn:
+            (compressed,) = conn.execute(
+                "SELECT count(compress_chunk(c)) FROM show_chunks('ml_features_ohlcv') c"
+            ).fetchone()
+        assert compressed >= 2
+
+    report = migrate(url)
+    assert "0047_feature_set_key.sql" in report.applied
+    assert ("0048_feature_set_key_compression.timescale.sql" in report.applied) is timescale
+    with connect(url) as conn:
+        for table in ("ml_features_ohlcv", "ml_features_sentiment"):
+            key = conn.execute(
+                "SELECT array_agg(a.attname ORDER BY k.i) FROM pg_index x "
+                "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, i) "
+                "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum "
+                "WHERE x.indrelid = %s::regclass AND x.indisprimary",
+                (table,),
+            ).fetchone()[0]
+            assert key == ["symbol", "ts", "feature_set_id"], table
+        ids = conn.execute("SELECT feature_set_id, count(*) FROM ml_features_ohlcv GROUP BY 1").fetchall()
+        assert ids == [(FEATURE_SET_ID, len(ohlcv))]
+        record = registry.get_model(conn, model.model_id)
+        served = read_serving_inputs(conn, record.feature_set_id, ["BTCUSDT"], start, end)
+    assert len(served) == len(ohlcv)
+    np.testing.assert_array_equal(served[list(FEATURE_COLUMNS)].to_numpy(), ohlcv[list(FEATURE_COLUMNS)].to_numpy())
+    np.testing.assert_array_equal(served["headline_count_24h"].to_numpy(), sentiment["headline_count_24h"].to_numpy())
+    with connect(url) as conn, conn.transaction():
+        again = upsert_frame(conn, "ml_features_ohlcv", ohlcv, ["symbol", "ts", "feature_set_id"])
+        other = upsert_frame(
+            conn,
+            "ml_features_ohlcv",
+            ohlcv.assign(feature_set_id="ohlcv-v2-upgraded"),
+            ["symbol", "ts", "feature_set_id"],
+        )
+    assert (again.inserted, again.updated) == (0, 0) and other.inserted == len(ohlcv)
+    with connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM ml_features_ohlcv").fetchone()[0] == 2 * len(ohlcv)
+        assert len(read_serving_inputs(conn, MODEL_FEATURE_SET_ID, ["BTCUSDT"], start, end)) == len(ohlcv)
+        if timescale:
+            segments = conn.execute(
+                "SELECT segmentby FROM timescaledb_information.hypertable_compression_settings "
+                "WHERE hypertable = 'ml_features_ohlcv'::regclass"
+            ).fetchone()[0]
+            assert segments == "symbol,feature_set_id"
+
+
+def test_feature_set_id_joins_the_feature_key_on_a_populated_warehouse(fresh_database, tmp_path):
+    _upgrade_feature_tables(fresh_database, tmp_path, timescale=False)
+
+
+def test_feature_set_id_joins_the_feature_key_on_compressed_timescale_chunks(timescale_fresh_database, tmp_path):
+    _upgrade_feature_tables(timescale_fresh_database, tmp_path, timescale=True)

@@ -52,6 +52,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_database):
         "0040_market_aligned_hypertable.timescale.sql",
         "0042_derivative_features_hypertable.timescale.sql",
         "0044_headline_revisions_hypertable.timescale.sql",
+        "0048_feature_set_key_compression.timescale.sql",
     }
     second = migrate(fresh_database)
     # skipped Timescale files stay skipped (and are retried) while the server has no TimescaleDB
@@ -138,13 +139,13 @@ def test_a_changed_row_gets_a_fresh_write_time_and_an_unchanged_one_keeps_it(war
     )
     with connect(warehouse_url) as conn, conn.transaction():
         conn.execute("DELETE FROM ml_features_sentiment")
-        upsert_frame(conn, "ml_features_sentiment", rows, ["symbol", "ts"])
+        upsert_frame(conn, "ml_features_sentiment", rows, ["symbol", "ts", "feature_set_id"])
         conn.execute("UPDATE ml_features_sentiment SET computed_at = '2000-01-01T00:00Z'")
     revised = rows.copy()
     revised.loc[1, "sentiment_mean_6h"] = 0.5
     with connect(warehouse_url) as conn, conn.transaction():
-        upsert_frame(conn, "ml_features_sentiment", revised, ["symbol", "ts"])
-        upsert_frame(conn, "ml_features_sentiment", revised, ["symbol", "ts"])  # unchanged now
+        upsert_frame(conn, "ml_features_sentiment", revised, ["symbol", "ts", "feature_set_id"])
+        upsert_frame(conn, "ml_features_sentiment", revised, ["symbol", "ts", "feature_set_id"])  # unchanged now
     with connect(warehouse_url) as conn:
         stamps = read_frame(conn, "SELECT ts, computed_at FROM ml_features_sentiment ORDER BY ts")["computed_at"]
     assert stamps.iloc[0] == stamps.iloc[2] == pd.Timestamp("2000-01-01T00:00Z")
@@ -179,7 +180,7 @@ def test_nan_is_stored_as_null(warehouse_url):
         }
     )
     with connect(warehouse_url) as conn, conn.transaction():
-        upsert_frame(conn, "ml_features_ohlcv", features, ["symbol", "ts"])
+        upsert_frame(conn, "ml_features_ohlcv", features, ["symbol", "ts", "feature_set_id"])
     with connect(warehouse_url) as conn:
         rsi, ret = conn.execute("SELECT rsi_14, log_return_1h FROM ml_features_ohlcv").fetchone()
     assert rsi is None and ret == pytest.approx(0.01)

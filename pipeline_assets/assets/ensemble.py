@@ -58,7 +58,7 @@ from pipeline_assets.assets._common import (
 from pipeline_assets.assets.inference import ml_predictions
 from pipeline_assets.assets.models import TrainingConfig, decide_promotion, load_training_dataset, training_dataset
 from pipeline_assets.assets.pattern_model import direction_model_patterns
-from pipeline_assets.assets.patterns import ml_patterns
+from pipeline_assets.assets.patterns import PATTERN_SET_ID, ml_patterns
 from pipeline_assets.ml import breakers, direction_xgb, ensemble, linear_model, pattern_member
 from pipeline_assets.ml.baselines import class_priors
 from pipeline_assets.ml.dataset import MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
@@ -73,6 +73,10 @@ from pipeline_assets.store.warehouse import read_active_detections, read_leaking
 
 ENSEMBLE_NAME = ensemble.ENSEMBLE_NAME
 MEMBERS = (direction_xgb.MODEL_NAME, linear_model.MODEL_NAME, pattern_member.MODEL_NAME)
+MEMBER_ASSETS = {
+    linear_model.MODEL_NAME: "direction_model_linear",
+    pattern_member.MODEL_NAME: "direction_model_patterns",
+}
 # members this asset runs in process from their artifacts (XGBoost's rows come from ml_predictions)
 IN_PROCESS = {
     linear_model.MODEL_NAME: lambda artifact, keys, detections: linear_model.predict_proba(
@@ -215,6 +219,21 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
                 artifacts_by_id[record.model_id] = registry.load_artifact(conn, record.model_id)[1]
             except registry.ArtifactIntegrityError as exc:
                 integrity_problems[record.model_id] = str(exc)
+    for member, current in (
+        (linear_model.MODEL_NAME, MODEL_FEATURE_SET_ID),
+        (pattern_member.MODEL_NAME, PATTERN_SET_ID),
+    ):
+        other_sets = sorted(
+            {(r.model_id, r.feature_set_id) for r in records[member].values() if r.feature_set_id != current}
+        )
+        if other_sets:
+            # the ensemble reads one feature-set version (the current one) for all its members
+            raise Failure(
+                f"ml_ensemble_predictions {window.label}: {member} model(s) {[m for m, _ in other_sets]} use "
+                f"feature set(s) {sorted({f for _, f in other_sets})}, the ensemble serves the current feature "
+                f"set {current} only; retrain {MEMBER_ASSETS[member]}",
+                allow_retries=False,
+            )
     if inputs.empty:
         raise Failure(
             f"ml_ensemble_predictions {window.label}: no feature rows; materialise the features", allow_retries=False

@@ -57,7 +57,7 @@ LABEL_LOOKFORWARD_DAYS = math.ceil(HORIZON_HOURS / 24)
 FULL_LOOKBACK_CHECK = "full_lookback"
 
 
-def _features_day_by_day(bars: pd.DataFrame, window) -> pd.DataFrame:
+def _features_day_by_day(bars: pd.DataFrame, window, symbol: str) -> pd.DataFrame:
     """Each day's rows computed from exactly the bars a one-day run of that day reads (the day
     plus LOOKBACK_HOURS before it), so a range run stores the same values as one-day runs even for
     recursive indicators (EMA, Wilder RSI/ATR, MACD) whose value depends on where they start."""
@@ -70,7 +70,7 @@ def _features_day_by_day(bars: pd.DataFrame, window) -> pd.DataFrame:
         hi = np.searchsorted(ts, day_start + np.timedelta64(1, "D"), side="left")
         if hi == first:
             continue  # no bar that day (reported as a gap by the caller)
-        features = compute_ohlcv_features(bars.iloc[lo:hi].reset_index(drop=True))
+        features = compute_ohlcv_features(bars.iloc[lo:hi].reset_index(drop=True), symbol=symbol)
         out.append(features.iloc[first - lo :])
     return pd.concat(out, ignore_index=True)
 
@@ -109,14 +109,16 @@ def ml_features_ohlcv(context: AssetExecutionContext, warehouse: WarehouseResour
         warmup[str(symbol)] = int((group["ts"] < window.start).sum())
         if not (group["ts"] >= window.start).any():
             continue
-        features = _features_day_by_day(group, window)
+        features = _features_day_by_day(group, window, str(symbol))
         features.insert(0, "symbol", symbol)
         frames.append(features)
     features = pd.concat(frames, ignore_index=True)
     features.insert(2, "feature_set_id", FEATURE_SET_ID)
     incomplete = int(features[list(FEATURE_COLUMNS)].isna().any(axis=1).sum())
     with warehouse.transaction() as conn:
-        stats = upsert_frame(conn, "ml_features_ohlcv", features, ["symbol", "ts"], changed_by_day="ts")
+        stats = upsert_frame(
+            conn, "ml_features_ohlcv", features, ["symbol", "ts", "feature_set_id"], changed_by_day="ts"
+        )
     missing = missing_symbols_per_day(features, window.days, SYMBOLS)
     short = {s: n for s, n in warmup.items() if n < LOOKBACK_HOURS}
     short.update({s: 0 for s in SYMBOLS if s not in warmup})
@@ -209,7 +211,9 @@ def ml_features_sentiment(context: AssetExecutionContext, warehouse: WarehouseRe
     if features.empty:
         raise Failure(f"ml_features_sentiment {window.label}: no hour of the range has closed yet", allow_retries=False)
     with warehouse.transaction() as conn:
-        stats = upsert_frame(conn, "ml_features_sentiment", features, ["symbol", "ts"], changed_by_day="ts")
+        stats = upsert_frame(
+            conn, "ml_features_sentiment", features, ["symbol", "ts", "feature_set_id"], changed_by_day="ts"
+        )
     not_ingested = {d: [s for s in SYMBOLS if symbol_day_key(d, s) not in covered] for d in window.days}
     previous_missing = [s for s in SYMBOLS if covered.get(symbol_day_key(previous_day, s)) is None]
     day_rows = rows_per_day(features, window.days)

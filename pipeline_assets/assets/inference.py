@@ -33,7 +33,7 @@ from pipeline_assets.assets.ingestion import raw_ohlcv
 from pipeline_assets.assets.models import direction_model_xgboost
 from pipeline_assets.automation.conditions import correction_aware
 from pipeline_assets.ml import direction_xgb
-from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS, MODEL_FEATURE_SET_ID, DatasetError, split_complete_rows
+from pipeline_assets.ml.dataset import MODEL_FEATURE_COLUMNS, DatasetError, split_complete_rows
 from pipeline_assets.ml.drift import CusumParams, feature_psi, performance_cusum
 from pipeline_assets.ml.performance import evaluate_predictions, realised_baselines
 from pipeline_assets.ml.signals import SIGNAL_RULE_ID, signals_from_probabilities, strategy_returns
@@ -41,6 +41,7 @@ from pipeline_assets.partitions import SYMBOLS, day_window
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store import artifacts
 from pipeline_assets.store import models as registry
+from pipeline_assets.store.feature_sets import FeatureSetNotMaterialised, resolve_model_feature_set
 from pipeline_assets.store.frames import read_frame, upsert_frame
 from pipeline_assets.store.warehouse import (
     read_labels,
@@ -48,6 +49,7 @@ from pipeline_assets.store.warehouse import (
     read_model_inputs,
     read_ohlcv,
     read_predictions,
+    read_serving_inputs,
     read_signal_predictions,
     read_signals,
 )
@@ -100,12 +102,6 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
     end = closed_bars_end(window.end)
     frames, models_used = [], {}
     with warehouse.transaction() as conn:
-        inputs = read_model_inputs(conn, SYMBOLS, window.start, end)
-        if inputs.empty:
-            raise Failure(
-                f"ml_predictions {window.label}: no feature rows for any symbol; materialise ml_features_ohlcv",
-                allow_retries=False,
-            )
         by_model: dict[int, list[str]] = {}
         records = {}
         no_model: dict[str, str] = {}
@@ -118,22 +114,57 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
                 # (model_available check), not a failure of the days that have a model.
                 no_model[day] = str(exc)
                 continue
-            if record.feature_set_id != MODEL_FEATURE_SET_ID:
+            columns = tuple(record.params.get("feature_columns") or MODEL_FEATURE_COLUMNS)
+            if columns != MODEL_FEATURE_COLUMNS:
                 raise Failure(
-                    f"ml_predictions {day}: model {record.model_id} uses feature set {record.feature_set_id}, "
-                    f"features are {MODEL_FEATURE_SET_ID}; retrain direction_model_xgboost",
+                    f"ml_predictions {day}: model {record.model_id} (feature set {record.feature_set_id}) was "
+                    f"trained on columns {list(columns)}, this code predicts from {list(MODEL_FEATURE_COLUMNS)}; "
+                    "retrain direction_model_xgboost",
                     allow_retries=False,
                 )
             records[record.model_id] = record
             by_model.setdefault(record.model_id, []).append(day)
+        # Each model is served the feature-set version it was trained on (several may coexist in
+        # the feature tables); a version with no rows for its days is a clear error, never a
+        # silent switch to another version's rows.
+        days_by_set: dict[str, list[str]] = {}
+        for model_id, days in by_model.items():
+            days_by_set.setdefault(records[model_id].feature_set_id, []).extend(days)
+        inputs_by_set: dict[str, pd.DataFrame] = {}
+        family_ids: dict[str, dict[str, str]] = {}
+        for feature_set_id, days in days_by_set.items():
+            first_start = day_window(min(days))[0]
+            last_end = min(day_window(max(days))[1], end)
+            if last_end <= first_start:
+                continue  # no closed bar yet in those days
+            try:
+                inputs_by_set[feature_set_id] = read_serving_inputs(
+                    conn, feature_set_id, SYMBOLS, first_start, last_end
+                )
+            except FeatureSetNotMaterialised as exc:
+                raise Failure(f"ml_predictions {window.label}: {exc}", allow_retries=False) from exc
+            family_ids[feature_set_id] = {
+                f.name: f.feature_set_id for f in resolve_model_feature_set(conn, feature_set_id).families
+            }
+        if not by_model:
+            inputs = read_model_inputs(conn, SYMBOLS, window.start, end)
+            if inputs.empty:
+                raise Failure(
+                    f"ml_predictions {window.label}: no feature rows for any symbol; materialise ml_features_ohlcv",
+                    allow_retries=False,
+                )
         artifacts = {model_id: registry.load_artifact(conn, model_id)[1] for model_id in by_model}
-    try:
-        complete, incomplete = split_complete_rows(inputs)
-    except DatasetError as exc:
-        raise Failure(f"ml_predictions {window.label}: {exc}", allow_retries=False) from exc
-    if complete.empty:
+    complete_by_set: dict[str, pd.DataFrame] = {}
+    incomplete_rows = 0
+    for feature_set_id, frame in inputs_by_set.items():
+        try:
+            complete_by_set[feature_set_id], incomplete = split_complete_rows(frame, family_ids[feature_set_id])
+        except DatasetError as exc:
+            raise Failure(f"ml_predictions {window.label}: {exc}", allow_retries=False) from exc
+        incomplete_rows += len(incomplete)
+    if by_model and all(frame.empty for frame in complete_by_set.values()):
         raise Failure(
-            f"ml_predictions {window.label}: no row has complete features ({len(incomplete)} incomplete)",
+            f"ml_predictions {window.label}: no row has complete features ({incomplete_rows} incomplete)",
             allow_retries=False,
         )
     model_check = AssetCheckResult(
@@ -153,9 +184,11 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
                 AssetCheckResult(asset_key="ml_predictions", check_name=PROBABILITY_CHECK, passed=True),
             ],
         )
-    complete_day = complete["ts"].dt.strftime("%Y-%m-%d")
     for model_id, days in by_model.items():
-        rows = complete[complete_day.isin(days).to_numpy()]
+        complete = complete_by_set.get(records[model_id].feature_set_id)
+        if complete is None or complete.empty:
+            continue
+        rows = complete[complete["ts"].dt.strftime("%Y-%m-%d").isin(days).to_numpy()]
         if rows.empty:
             continue
         model = direction_xgb.deserialize(artifacts[model_id])
@@ -244,7 +277,7 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
                 **stats_metadata(stats),
                 "days_in_run": MetadataValue.int(len(window.days)),
                 "model_ids": MetadataValue.json(sorted(int(m) for m in by_model)),
-                "rows_without_complete_features": MetadataValue.int(len(incomplete)),
+                "rows_without_complete_features": MetadataValue.int(incomplete_rows),
                 "symbol_days_without_prediction": symbol_day_table(missing),
                 "predicted_direction_counts": MetadataValue.json(
                     {str(k): int(v) for k, v in predictions["predicted_direction"].value_counts().items()}

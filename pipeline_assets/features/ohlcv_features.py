@@ -1,4 +1,10 @@
-"""The first OHLCV feature set: indicator columns per hourly bar of one symbol."""
+"""The OHLCV family's entry point: indicator columns per hourly bar of one symbol.
+
+``compute_ohlcv_features(bars)`` gives the 11 FEATURE_COLUMNS (table ``ml_features_ohlcv``);
+``extended=True`` adds the 16 EXT_COLUMNS of ``features/ohlcv_ext.py`` (table
+``ml_features_ohlcv_ext``), computed by the same kernel the stored table uses. Input bars must be
+finite: a NaN or infinite open/high/low/close/volume is refused with the symbol, column and time.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import pandas as pd
 from pipeline_assets.contracts.frames import require_utc_frame
 from pipeline_assets.contracts.versioning import content_id
 from pipeline_assets.features import indicators as ind
+from pipeline_assets.features import ohlcv_ext
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "log_return_1h",
@@ -53,31 +60,49 @@ def feature_set_id(columns=FEATURE_COLUMNS, params=FEATURE_PARAMS, version=FEATU
 FEATURE_SET_ID = feature_set_id()
 
 
-def _validate(bars: pd.DataFrame) -> None:
-    require_utc_frame(bars, REQUIRED_COLUMNS, FeatureInputError, context="bars")
+def _validate(bars: pd.DataFrame, symbol: str | None) -> None:
+    require_utc_frame(bars, REQUIRED_COLUMNS, FeatureInputError, context=f"bars of {symbol}" if symbol else "bars")
     ts = bars["ts"]
     not_increasing = ts.diff().iloc[1:] <= pd.Timedelta(0)
     if not_increasing.any():
-        raise FeatureInputError(f"ts not strictly increasing at {ts[not_increasing.index[not_increasing]].iloc[0]}")
+        where = f"{symbol} " if symbol else ""
+        at = ts[not_increasing.index[not_increasing]].iloc[0]
+        raise FeatureInputError(f"{where}ts not strictly increasing at {at}")
     for column in REQUIRED_COLUMNS[1:]:
-        bad = bars[column].isna()
+        values = bars[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values)
         if bad.any():
-            raise FeatureInputError(f"NaN in column {column!r} at {ts[bad].iloc[0]}")
+            first = int(np.flatnonzero(bad)[0])
+            kind = "NaN" if np.isnan(values[first]) else f"non-finite value {values[first]!r}"
+            who = f"symbol {symbol!r}" if symbol else "symbol unknown (pass symbol= or a 'symbol' column)"
+            raise FeatureInputError(f"{kind} in column {column!r} at {ts.iloc[first]} ({who})")
 
 
-def compute_ohlcv_features(bars: pd.DataFrame) -> pd.DataFrame:
-    """``ts`` plus FEATURE_COLUMNS for every input bar, in input order; NaN during warm-up."""
-    _validate(bars)
+def _symbol_of(bars: pd.DataFrame, symbol: str | None) -> str | None:
+    if symbol is not None or "symbol" not in bars.columns or bars.empty:
+        return symbol
+    symbols = bars["symbol"].unique()
+    if len(symbols) != 1:
+        raise FeatureInputError(f"bars of one symbol expected, got {sorted(map(str, symbols))}")
+    return str(symbols[0])
+
+
+def compute_ohlcv_features(bars: pd.DataFrame, extended: bool = False, symbol: str | None = None) -> pd.DataFrame:
+    """``ts`` plus FEATURE_COLUMNS for every input bar of one symbol, in input order; NaN during
+    warm-up (which starts at the first bar). ``extended=True`` appends EXT_COLUMNS (the
+    ``ml_features_ohlcv_ext`` values for the same bars; the first 11 columns are unchanged).
+    ``symbol`` (or a one-valued ``symbol`` column) names the symbol in errors: NaN or infinite
+    inputs raise FeatureInputError (a ValueError) naming symbol, column and time."""
+    symbol = _symbol_of(bars, symbol)
+    _validate(bars, symbol)
+    columns = [*FEATURE_COLUMNS, *(ohlcv_ext.EXT_COLUMNS if extended else ())]
     if bars.empty:
-        return pd.DataFrame({"ts": bars["ts"], **{c: pd.Series(dtype="float64") for c in FEATURE_COLUMNS}})
-    values = ohlcv_family_array(
-        bars["open"].to_numpy(dtype=np.float64),
-        bars["high"].to_numpy(dtype=np.float64),
-        bars["low"].to_numpy(dtype=np.float64),
-        bars["close"].to_numpy(dtype=np.float64),
-        bars["volume"].to_numpy(dtype=np.float64),
-    )
-    frame = pd.DataFrame(values, columns=list(FEATURE_COLUMNS))
+        return pd.DataFrame({"ts": bars["ts"], **{c: pd.Series(dtype="float64") for c in columns}})
+    arrays = [bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")]
+    values = ohlcv_family_array(*arrays)
+    if extended:
+        values = np.hstack([values, ohlcv_ext.ohlcv_ext_array(*arrays)])
+    frame = pd.DataFrame(values, columns=columns)
     # the column as it is (tz-aware datetime64): .to_numpy() would build a Python object per bar
     frame.insert(0, "ts", bars["ts"].reset_index(drop=True))
     return frame

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pandas as pd
 
 from pipeline_assets.contracts.versioning import content_id
@@ -20,10 +22,12 @@ class DatasetError(ValueError):
     pass
 
 
-def check_feature_sets(frame: pd.DataFrame) -> None:
-    """Refuse rows computed by another feature-set version: mixing them would train or predict
-    on features that mean something else."""
-    expected = {f"{name}_feature_set_id": FAMILIES[name].feature_set_id for name in MODEL_FAMILIES}
+def check_feature_sets(frame: pd.DataFrame, family_ids: Mapping[str, str] | None = None) -> None:
+    """Refuse rows computed by another feature-set version than ``family_ids`` (family name ->
+    family feature-set id; default the current code's): mixing them would train or predict on
+    features that mean something else."""
+    family_ids = family_ids or {name: FAMILIES[name].feature_set_id for name in MODEL_FAMILIES}
+    expected = {f"{name}_feature_set_id": wanted for name, wanted in family_ids.items()}
     for column, wanted in expected.items():
         if column not in frame.columns:
             raise DatasetError(f"model input frame lacks {column}")
@@ -38,11 +42,15 @@ def check_feature_sets(frame: pd.DataFrame) -> None:
             )
 
 
-def split_complete_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows with every model feature present, rows missing some: warm-up bars or no sentiment row)."""
-    check_feature_sets(frame)
-    missing = [c for c in MODEL_FEATURE_COLUMNS if c not in frame.columns]
+def split_complete_rows(
+    frame: pd.DataFrame, family_ids: Mapping[str, str] | None = None, columns: Sequence[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows with every model feature present, rows missing some: warm-up bars or no sentiment row).
+    ``family_ids`` / ``columns``: the model's feature set (default the current code's)."""
+    check_feature_sets(frame, family_ids)
+    columns = list(columns or MODEL_FEATURE_COLUMNS)
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DatasetError(f"model input frame lacks feature column(s) {missing}")
-    complete = frame[list(MODEL_FEATURE_COLUMNS)].notna().all(axis=1)
+    complete = frame[columns].notna().all(axis=1)
     return frame[complete].reset_index(drop=True), frame[~complete].reset_index(drop=True)

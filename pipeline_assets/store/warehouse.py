@@ -9,7 +9,16 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from pipeline_assets.features.families import FAMILIES
+from pipeline_assets.store.feature_sets import (
+    FamilyVersion,
+    FeatureSetNotMaterialised,
+    ModelFeatureSet,
+    resolve_model_feature_set,
+)
 from pipeline_assets.store.frames import read_frame
+
+__all__ = ["FeatureSetNotMaterialised", "read_model_inputs", "read_serving_inputs"]
 
 WAREHOUSE_TABLES = (
     "raw_ohlcv",
@@ -164,47 +173,116 @@ def read_signals(conn: psycopg.Connection, symbols: Sequence[str], start: dateti
     )
 
 
-def model_inputs_sql(names: Sequence[str] | None = None) -> str:
-    """The model input join generated from the family declarations: the first family's table is
-    the base (its rows define the model's rows), the others are LEFT JOINed on (symbol, ts) and
-    may be absent (NULL); tables keyed by feature_set_id are filtered to the declared version.
-    Every feature is read as float8; each family's id comes along as <family>_feature_set_id."""
+def model_inputs_sql(names: Sequence[str] | None = None, feature_set: ModelFeatureSet | None = None) -> str:
+    """The model input join generated from the family declarations (or from a resolved model
+    feature set, which fixes each family's version and columns): the first family's table is the
+    base (its rows define the model's rows), the others are LEFT JOINed on (symbol, ts) and may be
+    absent (NULL); every table is filtered to its family's feature_set_id, so rows of other
+    versions stored beside them are never mixed in. Every feature is read as float8; each family's
+    id comes along as <family>_feature_set_id."""
     from pipeline_assets.features.families import FAMILIES, MODEL_FAMILIES
 
-    names = list(names or MODEL_FAMILIES)
-    aliases = {name: f"f{i}" for i, name in enumerate(names)}
-    base = aliases[names[0]]
+    if feature_set is None:
+        families = [
+            FamilyVersion(n, FAMILIES[n].table, FAMILIES[n].feature_set_id, FAMILIES[n].columns)
+            for n in (names or MODEL_FAMILIES)
+        ]
+    else:
+        families = list(feature_set.families)
+    aliases = {f.name: f"f{i}" for i, f in enumerate(families)}
+    base = aliases[families[0].name]
     select = [f"{base}.symbol", f"{base}.ts"]
-    joins = [f"FROM {FAMILIES[names[0]].table} {base}"]
-    for name in names:
-        alias, family = aliases[name], FAMILIES[name]
-        select.append(f"{alias}.feature_set_id AS {name}_feature_set_id")
+    joins = [f"FROM {families[0].table} {base}"]
+    for family in families:
+        alias = aliases[family.name]
+        # ids are validated (letters, digits, '.', '_', '+', '-') before they get here
+        version = sql.Literal(family.feature_set_id).as_string(None)
+        select.append(f"{alias}.feature_set_id AS {family.name}_feature_set_id")
         select.extend(f"{alias}.{c}::float8 AS {c}" for c in family.columns)
         if alias != base:
-            on = f"{alias}.symbol = {base}.symbol AND {alias}.ts = {base}.ts"
-            if name in VERSIONED_FAMILIES:
-                on += f" AND {alias}.feature_set_id = '{family.feature_set_id}'"
+            on = f"{alias}.symbol = {base}.symbol AND {alias}.ts = {base}.ts AND {alias}.feature_set_id = {version}"
             joins.append(f"LEFT JOIN {family.table} {alias} ON {on}")
-    where = f"WHERE {base}.symbol = ANY(%s) AND {base}.ts >= %s AND {base}.ts < %s"
-    if names[0] in VERSIONED_FAMILIES:
-        where += f" AND {base}.feature_set_id = '{FAMILIES[names[0]].feature_set_id}'"
+        else:
+            base_version = version
+    where = (
+        f"WHERE {base}.symbol = ANY(%s) AND {base}.ts >= %s AND {base}.ts < %s "
+        f"AND {base}.feature_set_id = {base_version}"
+    )
     return f"SELECT {', '.join(select)} {' '.join(joins)} {where} ORDER BY {base}.ts, {base}.symbol"
 
 
-# Families whose tables key rows by feature_set_id (several versions may coexist).
-VERSIONED_FAMILIES = frozenset({"ohlcv_ext", "mtf", "cross_asset", "derivatives"})
+def read_model_inputs(
+    conn: psycopg.Connection,
+    symbols: Sequence[str],
+    start: datetime,
+    end: datetime,
+    feature_set_id: str | None = None,
+) -> pd.DataFrame:
+    """The model families' features joined on (symbol, ts) (see model_inputs_sql), of the model
+    feature set ``feature_set_id`` (default: the current code's, ml.dataset.MODEL_FEATURE_SET_ID).
+    Empty when nothing is stored; read_serving_inputs makes that an error."""
+    feature_set = resolve_model_feature_set(conn, feature_set_id)
+    return read_frame(conn, model_inputs_sql(feature_set=feature_set), (list(symbols), start, end))
 
 
-def read_model_inputs(conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
-    """The model families' features joined on (symbol, ts) (see model_inputs_sql)."""
-    return read_frame(conn, model_inputs_sql(), (list(symbols), start, end))
+def read_serving_inputs(
+    conn: psycopg.Connection, feature_set_id: str, symbols: Sequence[str], start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Model inputs of the feature set a model was trained on (its ``feature_set_id``) for
+    serving. Raises FeatureSetNotMaterialised naming the id, the tables and the range when a table
+    of that feature set holds no row of its family version for these symbols in [start, end):
+    predicting would otherwise use nothing, or rows of another version."""
+    try:
+        feature_set = resolve_model_feature_set(conn, feature_set_id)
+    except FeatureSetNotMaterialised as exc:
+        raise FeatureSetNotMaterialised(exc.feature_set_id, exc.tables, start, end, exc.detail) from None
+    missing, others = [], {}
+    for family in feature_set.families:
+        present = conn.execute(
+            sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {} "
+                "WHERE feature_set_id = %s AND symbol = ANY(%s) AND ts >= %s AND ts < %s)"
+            ).format(sql.Identifier(family.table)),
+            (family.feature_set_id, list(symbols), start, end),
+        ).fetchone()[0]
+        if not present:
+            missing.append(family)
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT DISTINCT feature_set_id FROM {} WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s "
+                    "ORDER BY 1 LIMIT 5"
+                ).format(sql.Identifier(family.table)),
+                (list(symbols), start, end),
+            ).fetchall()
+            others[family.table] = [r[0] for r in rows]
+    if missing:
+        parts = []
+        for family in missing:
+            stored = others[family.table]
+            seen = f"rows there carry {', '.join(stored)}" if stored else "no rows of any version there"
+            parts.append(f"{family.table} has no rows of {family.name} version {family.feature_set_id} ({seen})")
+        raise FeatureSetNotMaterialised(
+            feature_set.feature_set_id,
+            [f.table for f in missing],
+            start,
+            end,
+            f"symbols {sorted(symbols)}: {'; '.join(parts)}; materialise those features with the code of that "
+            "version or retrain the model on the current features",
+        )
+    return read_frame(conn, model_inputs_sql(feature_set=feature_set), (list(symbols), start, end))
 
 
 def read_labelled_model_inputs(
-    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime, matured_by: datetime
+    conn: psycopg.Connection,
+    symbols: Sequence[str],
+    start: datetime,
+    end: datetime,
+    matured_by: datetime,
+    feature_set_id: str | None = None,
 ) -> pd.DataFrame:
-    """Model inputs joined with labels that had matured by ``matured_by`` (training rows)."""
-    inputs = read_model_inputs(conn, symbols, start, end)
+    """Model inputs (of ``feature_set_id``, default the current one) joined with labels that had
+    matured by ``matured_by`` (training rows)."""
+    inputs = read_model_inputs(conn, symbols, start, end, feature_set_id)
     labels = read_frame(
         conn,
         "SELECT symbol, ts, label_set_id, forward_return, direction, matured_at FROM ml_labels "
@@ -227,12 +305,13 @@ def read_unlearned_rows(
         FROM ml_labels l
         WHERE NOT EXISTS (SELECT 1 FROM online_model_learned_rows r
                           WHERE r.model_name = %s AND r.symbol = l.symbol AND r.ts = l.ts)
-          AND EXISTS (SELECT 1 FROM ml_features_ohlcv f WHERE f.symbol = l.symbol AND f.ts = l.ts)
+          AND EXISTS (SELECT 1 FROM ml_features_ohlcv f
+                      WHERE f.symbol = l.symbol AND f.ts = l.ts AND f.feature_set_id = %s)
           AND (l.ts, l.symbol) > (%s, %s)
         ORDER BY l.ts, l.symbol
         LIMIT %s
         """,
-        (model_name, after_ts, after_symbol, limit),
+        (model_name, FAMILIES["ohlcv"].feature_set_id, after_ts, after_symbol, limit),
     )
     if labels.empty:
         return labels
