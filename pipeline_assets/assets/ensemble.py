@@ -11,7 +11,9 @@
   day are fitted only on member predictions whose labels matured before the day began (linear
   pool, ml/ensemble.py); a weights set is registered as a model version (its artifact is the
   weights JSON, its labels_matured_until the newest label used), so the leakage check covers
-  ensemble rows too. With no usable member, the rows fall back to the class priors of the labels
+  ensemble rows too. The linear member's active challengers (registered, not promoted, trained
+  before the day) predict the same rows into ``ml_shadow_predictions``, never used here or by
+  signals; the leakage check covers them. With no usable member, the rows fall back to the class priors of the labels
   matured before the day, with ``fallback_used`` saying so.
 """
 
@@ -45,7 +47,7 @@ from pipeline_assets.assets._common import (
     transient_only,
     utc_now,
 )
-from pipeline_assets.assets.inference import ml_predictions
+from pipeline_assets.assets.inference import load_challengers, ml_predictions, shadow_frame, write_shadow_rows
 from pipeline_assets.assets.models import TrainingConfig, decide_promotion, load_training_dataset, training_dataset
 from pipeline_assets.ml import breakers, direction_xgb, ensemble, linear_model
 from pipeline_assets.ml.baselines import class_priors
@@ -112,7 +114,8 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
             conn,
             candidate,
             trained.test,
-            lambda rows: linear_model.predict_proba(trained.model, rows),
+            # the held-out comparison scores the validated model: the registered refit saw the test rows
+            lambda rows: linear_model.predict_proba(trained.validated_model, rows),
             lambda artifact, rows: linear_model.predict_proba(linear_model.deserialize(artifact), rows),
         )
     report = trained.metrics["test_vs_baselines"]
@@ -121,6 +124,11 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
             "model_id": MetadataValue.int(candidate.model_id),
             "status": MetadataValue.text(candidate.status),
             "test_log_loss": MetadataValue.float(trained.metrics["test"]["log_loss"]),
+            "training_rows": MetadataValue.int(trained.training_rows),
+            "validated_train_rows": MetadataValue.int(trained.metrics["train"]["rows"]),
+            "chosen_c": MetadataValue.float(trained.model.c),
+            "refit": MetadataValue.json(trained.metrics["refit"]),
+            "metrics_basis": MetadataValue.text(trained.metrics["metrics_basis"]),
             "beats_baselines": MetadataValue.bool(bool(report["beats_baselines"])),
             "verdict": MetadataValue.text(report["verdict"]),
             "promotion": MetadataValue.text(decision.reason),
@@ -184,6 +192,10 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
         for day in window.days:
             with contextlib.suppress(registry.ModelNotFoundError):
                 records[day] = registry.model_for_prediction(conn, linear_model.MODEL_NAME, day_window(day)[0])
+        # the linear member's challengers predict in the shadow on the days its champion does
+        challengers_by_day, challenger_artifacts, challenger_problems = load_challengers(
+            conn, linear_model.MODEL_NAME, sorted(records)
+        )
         artifacts_by_id = {}
         integrity_problems = {}
         for record in {r.model_id: r for r in records.values()}.values():
@@ -258,6 +270,16 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
         ensemble_rows.append((day, rows))
     if not ensemble_rows:
         raise Failure(f"ml_ensemble_predictions {window.label}: no row has complete features", allow_retries=False)
+    shadow, shadow_used, shadow_failures = shadow_frame(
+        linear_model.MODEL_NAME,
+        complete,
+        challengers_by_day,
+        challenger_artifacts,
+        lambda artifact, rows: linear_model.predict_proba(linear_model.deserialize(artifact), rows),
+    )
+    shadow_failures = {**challenger_problems, **shadow_failures}
+    for reason in shadow_failures.values():
+        context.log.warning(f"ml_ensemble_predictions {window.label}: shadow challenger left out: {reason}")
     try:
         with warehouse.transaction() as conn:
             frames = [pd.concat(member_rows, ignore_index=True)] if member_rows else []
@@ -274,6 +296,7 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             extra = [c for c in ("members_used", "weights_id", "fallback_used") if c in predictions.columns]
             out = predictions[columns + extra].copy()
             stats = upsert_frame(conn, "ml_predictions", out, ["symbol", "ts", "model_name"], changed_by_day="ts")
+            write_shadow_rows(conn, shadow)
             for member, state in states.items():
                 conn.execute(
                     "INSERT INTO member_breakers (member, state, updated_at) VALUES (%s, %s, now()) "
@@ -311,6 +334,9 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
                 "rows_changed": MetadataValue.int(stats.inserted + stats.updated),
                 "ensemble_rows": MetadataValue.int(int((out["model_name"] == ENSEMBLE_NAME).sum())),
                 "weights_model_ids": MetadataValue.json(model_ids),
+                "shadow_rows": MetadataValue.int(len(shadow)),
+                "shadow_challengers_by_day": MetadataValue.json(shadow_used),
+                "shadow_challengers_left_out": MetadataValue.json({str(k): v for k, v in shadow_failures.items()}),
                 "breakers": MetadataValue.json({m: s["state"] for m, s in states.items()}),
             },
         ),
