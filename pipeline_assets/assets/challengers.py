@@ -12,6 +12,7 @@ It runs daily at 01:45 UTC (``challenger_review_schedule``), after the previous 
 been predicted and the labels of its early hours have matured; it can also be materialised by hand.
 """
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -40,6 +41,11 @@ class ChallengerReviewConfig(Config):
     min_rows: int = Field(
         default=200, ge=promotion.MIN_ROWS, description="Matured shadow rows a challenger needs before any verdict."
     )
+    min_blocks: int = Field(
+        default=10,
+        ge=2,
+        description="Bootstrap blocks (several label horizons of every symbol each) needed before any verdict.",
+    )
     max_age_days: float = Field(
         default=30.0, ge=0, description="A challenger older than this without a significant win is retired."
     )
@@ -65,60 +71,53 @@ def challenger_review(context: AssetExecutionContext, config: ChallengerReviewCo
     decisions = []
     with warehouse.transaction() as conn:
         for model_name in registry.challenger_names(conn):
-            for challenger in registry.challengers(conn, model_name):
-                champion = registry.champion(conn, model_name)
-                if champion is None:
-                    raise Failure(
-                        f"challenger_review: {model_name} has challenger {challenger.model_id} but no champion; "
-                        f"promote one with `python -m pipeline_assets.cli.models`",
-                        allow_retries=False,
-                    )
-                rows = read_shadow_comparison(conn, challenger.model_id, champion.model_id, as_of)
-                horizons = set(rows["horizon_hours"].unique()) if len(rows) else {HORIZON_HOURS}
-                if len(horizons) != 1:
-                    raise Failure(
-                        f"challenger_review: {model_name} challenger {challenger.model_id} compares labels of "
-                        f"several horizons {sorted(horizons)}",
-                        allow_retries=False,
-                    )
-                review = promotion.review_challenger(
-                    rows,
-                    rows[[f"challenger_{c}" for c in PROBABILITIES]].to_numpy(dtype=np.float64),
-                    rows[[f"champion_{c}" for c in PROBABILITIES]].to_numpy(dtype=np.float64),
-                    int(next(iter(horizons))),
-                    level,
-                    config.min_rows,
-                    (as_of - challenger.created_at) / timedelta(days=1),
-                    config.max_age_days,
+            champion = registry.champion(conn, model_name)
+            if champion is None:
+                raise Failure(
+                    f"challenger_review: {model_name} has challengers but no champion; promote one with "
+                    f"`python -m pipeline_assets.cli.models`",
+                    allow_retries=False,
                 )
-                if review.action == "promoted":
+            # every challenger of a kind is judged against the same champion and rows; of several
+            # significant winners only the best (lowest log-loss difference) is promoted
+            reviews = [
+                (challenger, _review(challenger, champion, conn, config, as_of, level))
+                for challenger in registry.challengers(conn, model_name)
+            ]
+            winners = [(c, r) for c, r in reviews if r.action == "promoted"]
+            best = min(winners, key=lambda cr: cr[1].decision.difference)[0].model_id if winners else None
+            for challenger, review in reviews:
+                action, reason = review.action, review.reason
+                if action == "promoted" and challenger.model_id != best:
+                    action, reason = "kept", f"significantly better, but challenger {best} was better still: {reason}"
+                if action == "promoted":
                     registry.promote_model(conn, challenger.model_id)
-                elif review.action == "retired":
-                    registry.retire_model(conn, challenger.model_id, f"challenger_review: {review.reason}")
+                elif action == "retired":
+                    registry.retire_model(conn, challenger.model_id, f"challenger_review: {reason}")
                 registry.record_decision(
                     conn,
                     model_name=model_name,
                     candidate_id=challenger.model_id,
                     champion_id=champion.model_id,
-                    decision=review.decision,
+                    decision=replace(review.decision, reason=reason),
                     basis="realised_shadow",
-                    action=review.action,
+                    action=action,
                 )
-                context.log.info(f"{model_name} challenger {challenger.model_id}: {review.action}: {review.reason}")
+                context.log.info(f"{model_name} challenger {challenger.model_id}: {action}: {reason}")
                 d = review.decision
                 decisions.append(
                     {
                         "model_name": model_name,
                         "challenger_id": challenger.model_id,
                         "champion_id": champion.model_id,
-                        "action": review.action,
+                        "action": action,
                         "matured_rows": d.rows,
                         "challenger_log_loss": d.candidate_log_loss,
                         "champion_log_loss": d.champion_log_loss,
                         "difference": d.difference,
                         "ci_low": d.ci_low,
                         "ci_high": d.ci_high,
-                        "reason": review.reason,
+                        "reason": reason,
                     }
                 )
     table = pd.DataFrame(decisions)
@@ -128,6 +127,7 @@ def challenger_review(context: AssetExecutionContext, config: ChallengerReviewCo
             "as_of": MetadataValue.text(as_of.isoformat()),
             "level": MetadataValue.float(level),
             "min_rows": MetadataValue.int(config.min_rows),
+            "min_blocks": MetadataValue.int(config.min_blocks),
             "max_age_days": MetadataValue.float(config.max_age_days),
             "challengers_reviewed": MetadataValue.int(len(table)),
             "promoted": MetadataValue.int(int(counts.get("promoted", 0))),
@@ -137,4 +137,26 @@ def challenger_review(context: AssetExecutionContext, config: ChallengerReviewCo
                 table.to_markdown(index=False, floatfmt=".4f") if len(table) else "no active challenger"
             ),
         }
+    )
+
+
+def _review(challenger, champion, conn, config: ChallengerReviewConfig, as_of, level: float):
+    rows = read_shadow_comparison(conn, challenger.model_id, champion.model_id, as_of)
+    horizons = set(rows["horizon_hours"].unique()) if len(rows) else {HORIZON_HOURS}
+    if len(horizons) != 1:
+        raise Failure(
+            f"challenger_review: {challenger.model_name} challenger {challenger.model_id} compares labels of "
+            f"several horizons {sorted(horizons)}",
+            allow_retries=False,
+        )
+    return promotion.review_challenger(
+        rows,
+        rows[[f"challenger_{c}" for c in PROBABILITIES]].to_numpy(dtype=np.float64),
+        rows[[f"champion_{c}" for c in PROBABILITIES]].to_numpy(dtype=np.float64),
+        int(next(iter(horizons))),
+        level,
+        config.min_rows,
+        (as_of - challenger.created_at) / timedelta(days=1),
+        config.max_age_days,
+        config.min_blocks,
     )

@@ -32,6 +32,12 @@ def promotion_level() -> float:
     return level
 
 
+def block_length(horizon_hours: int, symbols: int) -> int:
+    """Rows per bootstrap block: several label horizons of every symbol (overlapping labels of a
+    symbol fall in one block)."""
+    return (horizon_hours + 1) * max(1, symbols) * 6
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
     promote: bool
@@ -67,7 +73,7 @@ def compare(
     candidate = _per_row_log_loss(y, np.asarray(candidate_proba, dtype=np.float64)[order])
     champion = _per_row_log_loss(y, np.asarray(champion_proba, dtype=np.float64)[order])
     diff = candidate - champion
-    block = (horizon_hours + 1) * max(1, rows["symbol"].nunique()) * 6
+    block = block_length(horizon_hours, rows["symbol"].nunique())
     low, high = block_bootstrap_ci(diff, block, resamples=1000, level=level)
     promote = bool(high < 0)
     verdict = "better" if promote else "not significantly better"
@@ -98,13 +104,18 @@ def review_challenger(
     min_rows: int,
     age_days: float,
     max_age_days: float,
+    min_blocks: int = 10,
 ) -> ChallengerReview:
     """Champion/challenger on realised rows: the challenger's shadow predictions and the
-    champion's predictions of the same (symbol, hour), labels matured. Promoted when its log loss
-    is lower with ``level`` confidence (moving-block bootstrap over overlapping labels, as
-    ``compare``); retired when significantly worse (interval above zero) or, short of a
-    significant win, older than ``max_age_days``; otherwise kept in the shadow."""
-    decision = compare(rows, challenger_proba, champion_proba, horizon_hours, level, min_rows, "realised rows")
+    champion's predictions of the same (symbol, hour), labels matured. No verdict before
+    ``min_rows`` rows and ``min_blocks`` bootstrap blocks (a block bootstrap of a handful of blocks
+    understates the uncertainty). Promoted when its log loss is lower with ``level`` confidence
+    (moving-block bootstrap over overlapping labels, as ``compare``); retired when significantly
+    worse (interval above zero) or, short of a significant win, older than ``max_age_days``;
+    otherwise kept in the shadow."""
+    symbols = rows["symbol"].nunique() if len(rows) else 1
+    needed = max(min_rows, min_blocks * block_length(horizon_hours, symbols))
+    decision = compare(rows, challenger_proba, champion_proba, horizon_hours, level, needed, "realised rows")
     if decision.promote:
         return ChallengerReview("promoted", decision.reason, decision)
     if decision.ci_low is not None and decision.ci_low > 0:
