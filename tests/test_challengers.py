@@ -154,6 +154,23 @@ def test_a_retrain_that_does_not_win_on_held_out_rows_becomes_a_challenger(graph
     assert (basis, action, promoted) == ("held_out", "challenger", False)
 
 
+def test_registered_models_are_refits_on_the_whole_dataset_window(graph):
+    from pipeline_assets.store import artifacts
+
+    with connect(graph["url"]) as conn:
+        for name in (direction_xgb.MODEL_NAME, linear_model.MODEL_NAME):
+            record = registry.get_model(
+                conn, graph["champions"]["xgb" if name == direction_xgb.MODEL_NAME else "linear"]
+            )
+            dataset = artifacts.get_training_dataset(conn, int(record.params["training_dataset_id"]))
+            rows = artifacts.read_training_dataset(dataset)
+            assert record.metrics["refit"]["rows"] == dataset.row_count == len(rows), name
+            assert record.metrics["train"]["rows"] < dataset.row_count
+            assert record.labels_matured_until == rows["matured_at"].max().to_pydatetime() < TRAIN_END
+            assert record.train_start == rows["ts"].min().to_pydatetime()
+            assert record.metrics["test"]["log_loss"] > 0 and "validated model" in record.metrics["metrics_basis"]
+
+
 def test_challengers_predict_the_champions_rows_in_the_shadow_only(graph):
     url, ids, champions = graph["url"], graph["ids"], graph["champions"]
     with connect(url) as conn:
