@@ -301,3 +301,27 @@ def test_review_retires_challengers_older_than_the_limit(graph):
             )
         ]
     assert left == 0 and all("days old (> 0)" in r for r in reasons)
+
+
+def test_a_challenger_with_invalid_probabilities_is_left_out_and_named():
+    import pandas as pd
+
+    from pipeline_assets.assets.inference import shadow_frame
+
+    rows = pd.DataFrame(
+        {"symbol": ["BTCUSDT", "ETHUSDT"], "ts": pd.to_datetime(["2024-03-10T00:00Z", "2024-03-10T01:00Z"], utc=True)}
+    )
+    good = registry.ModelRecord(*([1] + [None] * 15))
+    bad = registry.ModelRecord(*([2] + [None] * 15))
+
+    def predict(artifact, frame):
+        proba = np.full((len(frame), 3), 1 / 3)
+        if artifact == b"bad":
+            proba[1] = [np.nan, 0.5, 0.5]
+        return proba
+
+    out, used, failures = shadow_frame(
+        "direction_xgboost", rows, {"2024-03-10": [good, bad]}, {1: b"good", 2: b"bad"}, predict
+    )
+    assert set(out["model_id"]) == {1} and len(out) == 2 and used == {"2024-03-10": [1]}
+    assert "challenger 2 on 2024-03-10: 1 rows of invalid probabilities, first ETHUSDT 2024-03-10T01:00" in failures[2]

@@ -87,8 +87,9 @@ def shadow_frame(
     model_name: str, complete: pd.DataFrame, by_day: dict[str, list], artifacts_by_id: dict[int, bytes], predict
 ) -> tuple[pd.DataFrame, dict[str, list[int]], dict[int, str]]:
     """Challengers' predictions of the same rows as the champion, for ml_shadow_predictions:
-    ``predict(artifact, rows) -> proba``. A challenger whose prediction fails is reported and left
-    out (it never blocks the champion's rows). Returns (rows, day -> challenger ids, failures)."""
+    ``predict(artifact, rows) -> proba``. A challenger whose prediction fails or whose probabilities
+    are not finite, in [0, 1] and summing to 1 is reported and left out (it never blocks the
+    champion's rows). Returns (rows, day -> challenger ids, failures)."""
     day_of = complete["ts"].dt.strftime("%Y-%m-%d")
     frames, used, failures = [], {}, {}
     for day, records in by_day.items():
@@ -102,6 +103,21 @@ def shadow_frame(
                 proba = np.asarray(predict(artifacts_by_id[record.model_id], rows), dtype=np.float64)
             except (ValueError, RuntimeError) as exc:  # TrainingError is a ValueError; xgboost raises these
                 failures[record.model_id] = f"{model_name} challenger {record.model_id} on {day}: {exc}"
+                continue
+            if proba.shape != (len(rows), 3):
+                failures[record.model_id] = (
+                    f"{model_name} challenger {record.model_id} on {day}: probabilities of shape {proba.shape}, "
+                    f"expected {(len(rows), 3)}"
+                )
+                continue
+            invalid = ~(np.isfinite(proba).all(axis=1) & (np.abs(proba.sum(axis=1) - 1) <= 1e-6))
+            invalid |= ((proba < 0) | (proba > 1)).any(axis=1)
+            if invalid.any():
+                first = rows.iloc[int(np.argmax(invalid))]
+                failures[record.model_id] = (
+                    f"{model_name} challenger {record.model_id} on {day}: {int(invalid.sum())} rows of invalid "
+                    f"probabilities, first {first['symbol']} {pd.Timestamp(first['ts']).isoformat()}"
+                )
                 continue
             frames.append(_probability_rows(rows, model_name, record.model_id, proba))
             used.setdefault(day, []).append(record.model_id)
