@@ -11,6 +11,7 @@ from dagster import (
     in_process_executor,
 )
 
+from pipeline_assets.assets.challengers import challenger_review
 from pipeline_assets.assets.derivatives import DERIVATIVE_ASSETS, market_aligned
 from pipeline_assets.assets.ensemble import direction_model_linear, ml_ensemble_predictions
 from pipeline_assets.assets.families import (
@@ -33,6 +34,7 @@ from pipeline_assets.assets.patterns import ml_patterns
 from pipeline_assets.assets.state_vectors import ml_state_vectors, raw_orderbook
 from pipeline_assets.automation.alerts import failed_check_alert_sensor, failed_run_alert_sensor
 from pipeline_assets.automation.jobs import (
+    challenger_review_job,
     inference_job,
     ingestion_job,
     online_update_job,
@@ -41,6 +43,7 @@ from pipeline_assets.automation.jobs import (
 )
 from pipeline_assets.automation.run_health import dead_run_sensor
 from pipeline_assets.automation.schedules import (
+    daily_challenger_review_schedule,
     daily_retrain_schedule,
     daily_warehouse_checks_schedule,
     hourly_ingestion_schedule,
@@ -75,6 +78,7 @@ ASSETS = [
     trading_signals,
     dashboard_data,
     model_performance,
+    challenger_review,
     warehouse_tables,
 ]
 # Daily-partitioned assets in dependency order (the backfill CLI's default selection).
@@ -161,8 +165,13 @@ def market_resource_from_env() -> MarketDataResource:
 defs = Definitions(
     assets=ASSETS,
     asset_checks=WAREHOUSE_CHECKS,
-    jobs=[ingestion_job, inference_job, retrain_job, online_update_job, warehouse_checks_job],
-    schedules=[hourly_ingestion_schedule, daily_retrain_schedule, daily_warehouse_checks_schedule],
+    jobs=[ingestion_job, inference_job, retrain_job, online_update_job, warehouse_checks_job, challenger_review_job],
+    schedules=[
+        hourly_ingestion_schedule,
+        daily_retrain_schedule,
+        daily_challenger_review_schedule,
+        daily_warehouse_checks_schedule,
+    ],
     sensors=[
         labelled_rows_sensor,
         performance_drift_sensor,

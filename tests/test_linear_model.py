@@ -1,5 +1,6 @@
-"""Multinomial logistic regression member: train-only scaler, purged split, JSON parameters that
-rebuild scikit-learn's probabilities exactly."""
+"""Multinomial logistic regression member: train-only scaler for validation, purged split, a refit
+on the whole window with the chosen C, JSON parameters that rebuild scikit-learn's probabilities
+exactly."""
 
 from __future__ import annotations
 
@@ -64,17 +65,53 @@ def test_parameters_rebuild_sklearn_probabilities_exactly(trained, dataset):
     assert linear_model.serialize(restored) == trained.artifact
 
 
-def test_scaler_is_fitted_on_the_train_slice_only(trained, dataset):
+def test_validated_scaler_is_fitted_on_the_train_slice_only(trained, dataset):
     split = purged_time_split(dataset, 0.15, 0.15)
-    assert trained.model.scaler == scalers.fit(split.train, MODEL_FEATURE_COLUMNS, "standard")
-    # Wild values in the test slice change neither the scaler nor the coefficients.
+    assert trained.validated_model.scaler == scalers.fit(split.train, MODEL_FEATURE_COLUMNS, "standard")
+    # Wild values in the test slice change neither the validated scaler nor its coefficients (so
+    # neither the chosen C nor the reported test metrics' model) ...
     perturbed = dataset.copy()
     later = perturbed["ts"] >= split.test["ts"].min()
     perturbed.loc[later, "rsi_14"] = perturbed.loc[later, "rsi_14"] * 50 + 1000
     again = linear_model.train_linear_model(perturbed)
-    assert again.model.scaler == trained.model.scaler
-    np.testing.assert_array_equal(again.model.coef, trained.model.coef)
+    assert again.validated_model.scaler == trained.validated_model.scaler
+    np.testing.assert_array_equal(again.validated_model.coef, trained.validated_model.coef)
     assert again.metrics["test"]["log_loss"] != trained.metrics["test"]["log_loss"]
+    # ... while the registered refit, trained on the whole window, does see them.
+    assert again.model.scaler != trained.model.scaler
+
+
+def test_registered_model_is_refitted_on_the_whole_window(trained, dataset):
+    split = purged_time_split(dataset, 0.15, 0.15)
+    # the refit's scaler comes from the window's rows (training data only), its C from validation
+    assert trained.model.scaler == scalers.fit(dataset, MODEL_FEATURE_COLUMNS, "standard")
+    assert trained.model.c == trained.validated_model.c == trained.metrics["validation"]["chosen_c"]
+    assert trained.training_rows == len(dataset) > trained.metrics["train"]["rows"] == len(split.train)
+    assert not np.array_equal(trained.model.coef, trained.validated_model.coef)
+    assert trained.artifact == linear_model.serialize(trained.model)
+    assert trained.artifact != linear_model.serialize(trained.validated_model)
+    # the refit equals a plain fit of the window with the chosen C (nothing else leaks in)
+    estimator = linear_model._fit(
+        trained.model.scaler.transform(dataset)[list(MODEL_FEATURE_COLUMNS)].to_numpy(),
+        dataset["direction"].to_numpy(),
+        trained.model.c,
+        linear_model.LinearTrainingParams(),
+    )
+    np.testing.assert_allclose(trained.model.coef, estimator.coef_, rtol=0, atol=1e-12)
+    # reported metrics are the validated model's on the untouched test slice, labelled as such
+    test_proba = linear_model.predict_proba(trained.validated_model, trained.test)
+    assert trained.metrics["test_vs_baselines"]["metrics"]["model"]["log_loss"] == pytest.approx(
+        float(np.mean(-np.log(test_proba[np.arange(len(test_proba)), trained.test["direction"].to_numpy()])))
+    )
+    assert "validated model" in trained.metrics["metrics_basis"]
+    assert trained.metrics["refit"]["rows"] == len(dataset)
+    assert trained.labels_matured_until == dataset["matured_at"].max().to_pydatetime()
+    assert trained.train_start == dataset["ts"].min().to_pydatetime()
+    # without refit the validated model is the registered one
+    plain = linear_model.train_linear_model(dataset, linear_model.LinearTrainingParams(refit_on_window=False))
+    np.testing.assert_array_equal(plain.model.coef, trained.validated_model.coef)
+    assert plain.model.scaler == trained.validated_model.scaler and plain.metrics["refit"] is None
+    assert plain.training_rows == len(split.train)
 
 
 def test_split_discipline_and_metrics_with_baselines(trained, dataset):

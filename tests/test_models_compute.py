@@ -64,6 +64,42 @@ def test_training_learns_signal_and_round_trips(dataset):
     )
 
 
+def test_registered_model_is_the_refit_on_the_whole_window(dataset):
+    complete, _ = split_complete_rows(dataset)
+    trained = direction_xgb.train_direction_model(complete)
+    split = direction_xgb.purged_time_split(complete, 0.15, 0.15)
+    rounds = trained.metrics["best_iteration"] + 1
+    # the refit trains on every row of the window with the rounds early stopping chose
+    assert trained.training_rows == len(complete) > trained.metrics["train"]["rows"] == len(split.train)
+    assert trained.model.get_booster().num_boosted_rounds() == rounds == trained.metrics["refit"]["n_estimators"]
+    assert trained.artifact == direction_xgb.serialize(trained.model)
+    assert trained.artifact != direction_xgb.serialize(trained.validated_model)
+    import hashlib
+
+    assert (
+        trained.metrics["validated"]["sha256"]
+        == hashlib.sha256(direction_xgb.serialize(trained.validated_model)).hexdigest()
+    )
+    refit_proba = direction_xgb.predict_proba(trained.model, trained.test)
+    validated_proba = direction_xgb.predict_proba(trained.validated_model, trained.test)
+    assert np.abs(refit_proba - validated_proba).max() > 1e-3  # a different model
+    # the reported test figures are the validated model's, labelled as such
+    from sklearn.metrics import log_loss
+
+    assert trained.metrics["test"]["log_loss"] == pytest.approx(
+        log_loss(trained.test["direction"], validated_proba, labels=[0, 1, 2])
+    )
+    assert "validated model" in trained.metrics["metrics_basis"]
+    # the window's labels all count as seen: the leakage rule keeps the refit out of those hours
+    assert trained.labels_matured_until == complete["matured_at"].max().to_pydatetime()
+    assert trained.metrics["refit"]["labels_matured_until"] == complete["matured_at"].max().isoformat()
+    assert trained.train_start == complete["ts"].min().to_pydatetime()
+    assert (
+        direction_xgb.XgbTrainingParams().version_hash()
+        != direction_xgb.XgbTrainingParams(refit_on_window=False).version_hash()
+    )
+
+
 def test_training_refuses_bad_frames(dataset):
     with pytest.raises(direction_xgb.TrainingError, match="need at least 300"):
         direction_xgb.train_direction_model(dataset.head(100))
@@ -102,6 +138,40 @@ def test_promotion_needs_a_significant_improvement_on_unseen_rows():
     assert not tie.promote and tie.ci_low < 0 < tie.ci_high + 0.01
     assert not compare(rows, flat, informed, 4, 0.95).promote
     assert not compare(rows.iloc[:10], informed[:10], flat[:10], 4, 0.95).promote
+    assert (
+        "only 60 realised rows (< 100)"
+        in compare(rows.iloc[:60], informed[:60], flat[:60], 4, 0.95, min_rows=100, what="realised rows").reason
+    )
+
+
+def test_challenger_review_promotes_retires_or_keeps():
+    from pipeline_assets.ml.promotion import review_challenger
+
+    rng = np.random.default_rng(5)
+    n = 1200
+    rows = pd.DataFrame(
+        {
+            "symbol": np.tile(["A", "B"], n // 2),
+            "ts": pd.date_range("2024-01-01", periods=n // 2, freq="h", tz="UTC").repeat(2),
+            "direction": rng.integers(0, 3, n),
+        }
+    )
+    y = rows["direction"].to_numpy()
+    flat = np.full((n, 3), 1 / 3)
+    informed = np.full((n, 3), 0.25)
+    informed[np.arange(n), y] = 0.5
+    better = review_challenger(rows, informed, flat, 4, 0.95, 200, age_days=1, max_age_days=30)
+    assert better.action == "promoted" and better.decision.ci_high < 0
+    worse = review_challenger(rows, flat, informed, 4, 0.95, 200, age_days=1, max_age_days=30)
+    assert worse.action == "retired" and worse.decision.ci_low > 0 and "significantly worse" in worse.reason
+    noisy = np.abs(flat + rng.normal(0, 0.01, (n, 3)))
+    noisy /= noisy.sum(axis=1, keepdims=True)
+    tie = review_challenger(rows, noisy, flat, 4, 0.95, 200, age_days=1, max_age_days=30)
+    assert tie.action == "kept"
+    old = review_challenger(rows, noisy, flat, 4, 0.95, 200, age_days=31, max_age_days=30)
+    assert old.action == "retired" and "31.0 days old" in old.reason
+    few = review_challenger(rows.iloc[:100], informed[:100], flat[:100], 4, 0.95, 200, age_days=1, max_age_days=30)
+    assert few.action == "kept" and few.decision.rows == 100 and few.decision.ci_low is None
 
 
 def test_online_model_learns_each_row_and_survives_serialisation(dataset):

@@ -157,3 +157,49 @@ def test_feature_set_id_joins_the_feature_key_on_a_populated_warehouse(fresh_dat
 
 def test_feature_set_id_joins_the_feature_key_on_compressed_timescale_chunks(timescale_fresh_database, tmp_path):
     _upgrade_feature_tables(timescale_fresh_database, tmp_path, timescale=True)
+
+
+def test_challenger_migration_upgrades_a_populated_registry(fresh_database, tmp_path):
+    """0051 on a registry of the previous schema: non-promoted direction models (left as candidates
+    that never predicted) become challengers, ensemble weight sets stay candidates, recorded
+    decisions get basis 'held_out' and their action, and the shadow table starts empty."""
+    old = tmp_path / "old_sql"
+    old.mkdir()
+    for path in sorted(Path(sql_dir()).glob("*.sql")):
+        if path.name[:4] < "0051":
+            shutil.copy(path, old / path.name)
+    migrate(fresh_database, old)
+    insert = (
+        "INSERT INTO ml_models_metadata (model_name, version, format, artifact, artifact_sha256, feature_set_id, "
+        "label_set_id, model_version_hash, params, metrics, labels_matured_until, status, promoted_at) "
+        "VALUES (%s, %s, 'f', 'x', 'sha', 'fs', 'ls', 'h', '{}', '{}', '2024-03-01', %s, %s) RETURNING model_id"
+    )
+    with connect(fresh_database) as conn, conn.transaction():
+        champion = conn.execute(
+            insert, ("direction_xgboost", 1, "champion", datetime(2024, 3, 2, tzinfo=UTC))
+        ).fetchone()[0]
+        loser = conn.execute(insert, ("direction_xgboost", 2, "candidate", None)).fetchone()[0]
+        weights = conn.execute(insert, ("direction_ensemble", 1, "candidate", None)).fetchone()[0]
+        for candidate, promoted in ((champion, True), (loser, False)):
+            conn.execute(
+                "INSERT INTO model_promotion_decisions (model_name, candidate_id, promoted, reason, compared_rows, "
+                "level) VALUES ('direction_xgboost', %s, %s, 'r', 0, 0.95)",
+                (candidate, promoted),
+            )
+    report = migrate(fresh_database)
+    assert "0051_challengers_shadow_predictions.sql" in report.applied
+    with connect(fresh_database) as conn:
+        status = dict(conn.execute("SELECT model_id, status FROM ml_models_metadata").fetchall())
+        decisions = dict(
+            conn.execute("SELECT candidate_id, basis || '/' || action FROM model_promotion_decisions").fetchall()
+        )
+    assert status == {champion: "champion", loser: "challenger", weights: "candidate"}
+    assert decisions == {champion: "held_out/promoted", loser: "held_out/challenger"}
+    assert count(fresh_database, "SELECT count(*) FROM ml_shadow_predictions") == 0
+    with connect(fresh_database) as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO ml_shadow_predictions (symbol, ts, model_name, model_id, prob_sell, prob_hold, prob_buy, "
+            "predicted_direction) VALUES ('BTCUSDT', '2024-03-05', 'direction_xgboost', %s, 0.2, 0.3, 0.5, 2)",
+            (loser,),
+        )
+    assert count(fresh_database, "SELECT count(*) FROM ml_shadow_predictions WHERE model_id = %s", (loser,)) == 1

@@ -53,6 +53,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_database):
         "0042_derivative_features_hypertable.timescale.sql",
         "0044_headline_revisions_hypertable.timescale.sql",
         "0048_feature_set_key_compression.timescale.sql",
+        "0052_shadow_predictions_hypertable.timescale.sql",
     }
     second = migrate(fresh_database)
     # skipped Timescale files stay skipped (and are retried) while the server has no TimescaleDB

@@ -27,6 +27,7 @@ TIME_SERIES_TABLES = {
     "ml_features_sentiment",
     "ml_labels",
     "ml_predictions",
+    "ml_shadow_predictions",
     "trading_signals",
     "dashboard_data",
     "online_model_learned_rows",

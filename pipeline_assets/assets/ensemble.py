@@ -20,8 +20,10 @@
   day are fitted only on member predictions whose labels matured before the day began (linear
   pool, ml/ensemble.py); a weights set is registered as a model version (its artifact is the
   weights JSON, its labels_matured_until the newest label used), so the leakage check covers
-  ensemble rows too. With no usable member, the rows fall back to the class priors of the labels
-  matured before the day, with ``fallback_used`` saying so.
+  ensemble rows too. The in-process members' active challengers (registered, not promoted,
+  trained before the day) predict the same rows into ``ml_shadow_predictions``, never used here
+  or by signals; the leakage check covers them. With no usable member, the rows fall back to the
+  class priors of the labels matured before the day, with ``fallback_used`` saying so.
 """
 
 import contextlib
@@ -55,7 +57,13 @@ from pipeline_assets.assets._common import (
     transient_only,
     utc_now,
 )
-from pipeline_assets.assets.inference import ml_predictions
+from pipeline_assets.assets.inference import (
+    SHADOW_KEY,
+    load_challengers,
+    ml_predictions,
+    shadow_frame,
+    write_shadow_rows,
+)
 from pipeline_assets.assets.models import TrainingConfig, decide_promotion, load_training_dataset, training_dataset
 from pipeline_assets.assets.pattern_model import direction_model_patterns
 from pipeline_assets.assets.patterns import PATTERN_SET_ID, ml_patterns
@@ -137,7 +145,8 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
             conn,
             candidate,
             trained.test,
-            lambda rows: linear_model.predict_proba(trained.model, rows),
+            # the held-out comparison scores the validated model: the registered refit saw the test rows
+            lambda rows: linear_model.predict_proba(trained.validated_model, rows),
             lambda artifact, rows: linear_model.predict_proba(linear_model.deserialize(artifact), rows),
         )
     report = trained.metrics["test_vs_baselines"]
@@ -146,6 +155,11 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
             "model_id": MetadataValue.int(candidate.model_id),
             "status": MetadataValue.text(candidate.status),
             "test_log_loss": MetadataValue.float(trained.metrics["test"]["log_loss"]),
+            "training_rows": MetadataValue.int(trained.training_rows),
+            "validated_train_rows": MetadataValue.int(trained.metrics["train"]["rows"]),
+            "chosen_c": MetadataValue.float(trained.model.c),
+            "refit": MetadataValue.json(trained.metrics["refit"]),
+            "metrics_basis": MetadataValue.text(trained.metrics["metrics_basis"]),
             "beats_baselines": MetadataValue.bool(bool(report["beats_baselines"])),
             "verdict": MetadataValue.text(report["verdict"]),
             "promotion": MetadataValue.text(decision.reason),
@@ -212,6 +226,8 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
         for member, day in ((m, d) for m in IN_PROCESS for d in window.days):
             with contextlib.suppress(registry.ModelNotFoundError):
                 records[member][day] = registry.model_for_prediction(conn, member, day_window(day)[0])
+        # each in-process member's challengers predict in the shadow on the days its champion does
+        challengers = {m: load_challengers(conn, m, sorted(records[m])) for m in IN_PROCESS}
         artifacts_by_id = {}
         integrity_problems = {}
         for record in {r.model_id: r for by_day in records.values() for r in by_day.values()}.values():
@@ -308,6 +324,27 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
         ensemble_rows.append((day, rows))
     if not ensemble_rows:
         raise Failure(f"ml_ensemble_predictions {window.label}: no row has complete features", allow_retries=False)
+    shadow_parts, shadow_used, shadow_failures = [], {}, {}
+    for member, (by_day, member_artifacts, problems) in challengers.items():
+        part, used, failures = shadow_frame(
+            member,
+            complete,
+            by_day,
+            member_artifacts,
+            lambda artifact, rows, member=member: IN_PROCESS[member](artifact, rows, detections),
+        )
+        if len(part):
+            shadow_parts.append(part)
+        shadow_failures.update({**problems, **failures})
+        for day, ids in used.items():
+            shadow_used.setdefault(day, []).extend(ids)
+    shadow = (
+        pd.concat(shadow_parts, ignore_index=True)
+        if shadow_parts
+        else pd.DataFrame(columns=[*SHADOW_KEY, *PROBABILITIES])
+    )
+    for reason in shadow_failures.values():
+        context.log.warning(f"ml_ensemble_predictions {window.label}: shadow challenger left out: {reason}")
     try:
         with warehouse.transaction() as conn:
             frames = [pd.concat(member_rows, ignore_index=True)] if member_rows else []
@@ -324,6 +361,7 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             extra = [c for c in ("members_used", "weights_id", "fallback_used") if c in predictions.columns]
             out = predictions[columns + extra].copy()
             stats = upsert_frame(conn, "ml_predictions", out, ["symbol", "ts", "model_name"], changed_by_day="ts")
+            write_shadow_rows(conn, shadow)
             if realised:  # the newest day's realised-loss verdict beside each member's breaker state
                 newest = max(realised)
                 for member, verdict in realised[newest].items():
@@ -382,6 +420,9 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
                 "rows_changed": MetadataValue.int(stats.inserted + stats.updated),
                 "ensemble_rows": MetadataValue.int(int((out["model_name"] == ENSEMBLE_NAME).sum())),
                 "weights_model_ids": MetadataValue.json(model_ids),
+                "shadow_rows": MetadataValue.int(len(shadow)),
+                "shadow_challengers_by_day": MetadataValue.json(shadow_used),
+                "shadow_challengers_left_out": MetadataValue.json({str(k): v for k, v in shadow_failures.items()}),
                 "breakers": MetadataValue.json({m: s["state"] for m, s in states.items()}),
             },
         ),

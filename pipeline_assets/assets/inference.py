@@ -64,6 +64,95 @@ class LeakageError(RuntimeError):
     """Predictions about to be stored came from a model that saw their future."""
 
 
+SHADOW_TABLE = "ml_shadow_predictions"
+SHADOW_KEY = ["symbol", "ts", "model_name", "model_id"]
+
+
+def load_challengers(conn, model_name: str, days) -> tuple[dict[str, list], dict[int, bytes], dict[int, str]]:
+    """Per day, the active challengers of ``model_name`` trained before the day began (point in
+    time, like the champion), with their verified artifacts; a challenger whose artifact fails
+    verification is reported (id -> reason) and predicts nothing."""
+    by_day, artifacts_by_id, problems = {}, {}, {}
+    for day in days:
+        by_day[day] = registry.challengers(conn, model_name, trained_before=day_window(day)[0])
+        for record in by_day[day]:
+            if record.model_id in artifacts_by_id or record.model_id in problems:
+                continue
+            try:
+                artifacts_by_id[record.model_id] = registry.load_artifact(conn, record.model_id)[1]
+            except registry.ArtifactIntegrityError as exc:
+                problems[record.model_id] = str(exc)
+    return by_day, artifacts_by_id, problems
+
+
+def shadow_frame(
+    model_name: str, complete: pd.DataFrame, by_day: dict[str, list], artifacts_by_id: dict[int, bytes], predict
+) -> tuple[pd.DataFrame, dict[str, list[int]], dict[int, str]]:
+    """Challengers' predictions of the same rows as the champion, for ml_shadow_predictions:
+    ``predict(artifact, rows) -> proba``. A challenger whose prediction fails or whose probabilities
+    are not finite, in [0, 1] and summing to 1 is reported and left out (it never blocks the
+    champion's rows). Returns (rows, day -> challenger ids, failures)."""
+    day_of = complete["ts"].dt.strftime("%Y-%m-%d")
+    frames, used, failures = [], {}, {}
+    for day, records in by_day.items():
+        rows = complete[(day_of == day).to_numpy()]
+        if rows.empty:
+            continue
+        for record in records:
+            if record.model_id not in artifacts_by_id or record.model_id in failures:
+                continue
+            try:
+                proba = np.asarray(predict(artifacts_by_id[record.model_id], rows), dtype=np.float64)
+            except (ValueError, RuntimeError) as exc:  # TrainingError is a ValueError; xgboost raises these
+                failures[record.model_id] = f"{model_name} challenger {record.model_id} on {day}: {exc}"
+                continue
+            if proba.shape != (len(rows), 3):
+                failures[record.model_id] = (
+                    f"{model_name} challenger {record.model_id} on {day}: probabilities of shape {proba.shape}, "
+                    f"expected {(len(rows), 3)}"
+                )
+                continue
+            invalid = ~(np.isfinite(proba).all(axis=1) & (np.abs(proba.sum(axis=1) - 1) <= 1e-6))
+            invalid |= ((proba < 0) | (proba > 1)).any(axis=1)
+            if invalid.any():
+                first = rows.iloc[int(np.argmax(invalid))]
+                failures[record.model_id] = (
+                    f"{model_name} challenger {record.model_id} on {day}: {int(invalid.sum())} rows of invalid "
+                    f"probabilities, first {first['symbol']} {pd.Timestamp(first['ts']).isoformat()}"
+                )
+                continue
+            frames.append(_probability_rows(rows, model_name, record.model_id, proba))
+            used.setdefault(day, []).append(record.model_id)
+    if not frames:
+        return pd.DataFrame(columns=[*SHADOW_KEY, "prob_sell", "prob_hold", "prob_buy"]), used, failures
+    out = pd.concat(frames, ignore_index=True)
+    out["ts"] = pd.to_datetime(out["ts"], utc=True)
+    return out, used, failures
+
+
+def _probability_rows(rows: pd.DataFrame, model_name: str, model_id: int, proba: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": rows["symbol"].to_numpy(),
+            "ts": rows["ts"].to_numpy(),
+            "model_name": model_name,
+            "model_id": model_id,
+            "prob_sell": proba[:, 0],
+            "prob_hold": proba[:, 1],
+            "prob_buy": proba[:, 2],
+            "predicted_direction": proba.argmax(axis=1).astype(np.int16),
+        }
+    )
+
+
+def write_shadow_rows(conn, shadow: pd.DataFrame):
+    """Upsert challengers' rows (keyed by model_id too, so challengers never collide with each
+    other or with the champion, whose rows live in ml_predictions)."""
+    if shadow.empty:
+        return None
+    return upsert_frame(conn, SHADOW_TABLE, shadow, SHADOW_KEY)
+
+
 @daily_asset(
     group_name="inference",
     kinds={"xgboost", "postgres"},
@@ -97,7 +186,9 @@ class LeakageError(RuntimeError):
 def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource):
     """SELL/HOLD/BUY probabilities for every symbol and closed hour of the run's days. Each day
     uses the newest promoted XGBoost model whose training labels had all matured before that day
-    began (point-in-time, also inside a range run spanning several model versions)."""
+    began (point-in-time, also inside a range run spanning several model versions). Every active
+    challenger trained before the day predicts the same rows into ml_shadow_predictions (never
+    read by the ensemble or signals); the leakage check covers both tables."""
     window = run_window(context)
     end = closed_bars_end(window.end)
     frames, models_used = [], {}
@@ -154,6 +245,9 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
                     allow_retries=False,
                 )
         artifacts = {model_id: registry.load_artifact(conn, model_id)[1] for model_id in by_model}
+        challengers_by_day, challenger_artifacts, challenger_problems = load_challengers(
+            conn, direction_xgb.MODEL_NAME, [d for days in by_model.values() for d in days]
+        )
     complete_by_set: dict[str, pd.DataFrame] = {}
     incomplete_rows = 0
     for feature_set_id, frame in inputs_by_set.items():
@@ -193,28 +287,54 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
             continue
         model = direction_xgb.deserialize(artifacts[model_id])
         proba = direction_xgb.predict_proba(model, rows)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "symbol": rows["symbol"].to_numpy(),
-                    "ts": rows["ts"].to_numpy(),
-                    "model_name": direction_xgb.MODEL_NAME,
-                    "model_id": model_id,
-                    "prob_sell": proba[:, 0],
-                    "prob_hold": proba[:, 1],
-                    "prob_buy": proba[:, 2],
-                    "predicted_direction": proba.argmax(axis=1).astype(np.int16),
-                }
-            )
-        )
+        frames.append(_probability_rows(rows, direction_xgb.MODEL_NAME, model_id, proba))
         models_used[str(model_id)] = days
     predictions = pd.concat(frames, ignore_index=True)
     predictions["ts"] = pd.to_datetime(predictions["ts"], utc=True)
+    # Challengers predict the same rows in the shadow, only the days they were trained before,
+    # each from the feature-set version it was trained on where that version is served that day.
+    shadow_parts, shadow_used, shadow_failures = [], {}, dict(challenger_problems)
+    for feature_set_id, complete in complete_by_set.items():
+        served_days = days_by_set[feature_set_id]
+        rows = complete[complete["ts"].dt.strftime("%Y-%m-%d").isin(served_days).to_numpy()]
+        by_day = {
+            d: [r for r in recs if r.feature_set_id == feature_set_id]
+            for d, recs in challengers_by_day.items()
+            if d in served_days
+        }
+        part, used, failures = shadow_frame(
+            direction_xgb.MODEL_NAME,
+            rows,
+            by_day,
+            challenger_artifacts,
+            lambda artifact, rows: direction_xgb.predict_proba(direction_xgb.deserialize(artifact), rows),
+        )
+        shadow_parts.append(part)
+        shadow_failures.update(failures)
+        for d, ids in used.items():
+            shadow_used.setdefault(d, []).extend(ids)
+    for day, recs in challengers_by_day.items():
+        for record in recs:
+            if record.feature_set_id not in complete_by_set:
+                shadow_failures.setdefault(
+                    record.model_id,
+                    f"{direction_xgb.MODEL_NAME} challenger {record.model_id} on {day}: trained on feature set "
+                    f"{record.feature_set_id}, which no champion of the run's days is served",
+                )
+    shadow_parts = [p for p in shadow_parts if len(p)]
+    shadow = (
+        pd.concat(shadow_parts, ignore_index=True)
+        if shadow_parts
+        else pd.DataFrame(columns=[*SHADOW_KEY, "prob_sell", "prob_hold", "prob_buy"])
+    )
+    for reason in shadow_failures.values():
+        context.log.warning(f"ml_predictions {window.label}: shadow challenger left out: {reason}")
     try:
         with warehouse.transaction() as conn:
             stats = upsert_frame(
                 conn, "ml_predictions", predictions, ["symbol", "ts", "model_name"], changed_by_day="ts"
             )
+            write_shadow_rows(conn, shadow)
             leaks = read_leaking_predictions(conn, window.start, window.end)
             if len(leaks):
                 # Raised inside the transaction: the leaky rows are rolled back, never visible.
@@ -277,6 +397,9 @@ def ml_predictions(context: AssetExecutionContext, warehouse: WarehouseResource)
                 **stats_metadata(stats),
                 "days_in_run": MetadataValue.int(len(window.days)),
                 "model_ids": MetadataValue.json(sorted(int(m) for m in by_model)),
+                "shadow_rows": MetadataValue.int(len(shadow)),
+                "shadow_challengers_by_day": MetadataValue.json(shadow_used),
+                "shadow_challengers_left_out": MetadataValue.json({str(k): v for k, v in shadow_failures.items()}),
                 "rows_without_complete_features": MetadataValue.int(incomplete_rows),
                 "symbol_days_without_prediction": symbol_day_table(missing),
                 "predicted_direction_counts": MetadataValue.json(

@@ -185,8 +185,11 @@ def decide_promotion(context, conn, candidate, test_rows, predict_candidate, pre
     """Champion/challenger for ``candidate`` (a registered model): the first valid model of its
     name becomes champion; a champion of another feature set gives way; otherwise the candidate
     must beat the champion significantly on test rows the champion never trained on
-    (ml/promotion.py). A champion whose artifact fails verification is retired first. The
-    decision and its figures go to model_promotion_decisions. Returns (candidate, decision)."""
+    (ml/promotion.py), predicted by the candidate's validated model (``predict_candidate``: fitted
+    on the train slice only, since the registered refit saw the test rows). A candidate that does
+    not win becomes a challenger (shadow predictions, challenger_review). A champion whose artifact
+    fails verification is retired first. The decision and its figures go to
+    model_promotion_decisions (basis 'held_out'). Returns (candidate, decision)."""
     model_name = candidate.model_name
     current = registry.champion(conn, model_name)
     level = promotion_level()
@@ -217,24 +220,18 @@ def decide_promotion(context, conn, candidate, test_rows, predict_candidate, pre
         )
     if decision.promote:
         candidate = registry.promote_model(conn, candidate.model_id)
-    conn.execute(
-        "INSERT INTO model_promotion_decisions (model_name, candidate_id, champion_id, promoted, reason, "
-        "compared_rows, level, candidate_log_loss, champion_log_loss, difference, ci_low, ci_high) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            model_name,
-            candidate.model_id,
-            current.model_id if current is not None else None,
-            decision.promote,
-            decision.reason,
-            decision.rows,
-            decision.level,
-            decision.candidate_log_loss,
-            decision.champion_log_loss,
-            decision.difference,
-            decision.ci_low,
-            decision.ci_high,
-        ),
+    else:
+        # Not promoted: a challenger that predicts in the shadow until challenger_review decides
+        # on its realised rows.
+        candidate = registry.make_challenger(conn, candidate.model_id)
+    registry.record_decision(
+        conn,
+        model_name=model_name,
+        candidate_id=candidate.model_id,
+        champion_id=current.model_id if current is not None else None,
+        decision=decision,
+        basis="held_out",
+        action="promoted" if decision.promote else "challenger",
     )
     return candidate, decision
 
@@ -259,9 +256,11 @@ def decide_promotion(context, conn, candidate, test_rows, predict_candidate, pre
 )
 @transient_only
 def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource):
-    """Train a SELL/HOLD/BUY classifier on a registered training dataset (the newest by default),
-    register it in ml_models_metadata (artifact bytes + sha256, dataset id) and promote it if it
-    beats the champion on held-out rows."""
+    """Train a SELL/HOLD/BUY classifier on a registered training dataset (the newest by default):
+    validated on a purged train/validation/test split, then refitted on the whole window with the
+    rounds early stopping chose. The refit is registered in ml_models_metadata (artifact bytes +
+    sha256, dataset id; metrics: the validated model's test figures, labelled as such) and promoted
+    if the validated model beats the champion on held-out rows, else it becomes a challenger."""
     params = direction_xgb.XgbTrainingParams(min_rows=config.min_rows)
     dataset = load_training_dataset(warehouse, config, "direction_model_xgboost")
     try:
@@ -299,7 +298,8 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             conn,
             candidate,
             trained.test,
-            lambda rows: direction_xgb.predict_proba(trained.model, rows),
+            # the held-out comparison scores the validated model: the registered refit saw the test rows
+            lambda rows: direction_xgb.predict_proba(trained.validated_model, rows),
             lambda artifact, rows: direction_xgb.predict_proba(direction_xgb.deserialize(artifact), rows),
         )
 
@@ -315,9 +315,14 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             "version": MetadataValue.int(candidate.version),
             "status": MetadataValue.text(candidate.status),
             "artifact_sha256": MetadataValue.text(candidate.artifact_sha256),
-            "training_rows": MetadataValue.int(len(complete)),
+            "training_rows": MetadataValue.int(trained.training_rows),
+            "validated_train_rows": MetadataValue.int(trained.metrics["train"]["rows"]),
+            "boosting_rounds": MetadataValue.int(trained.metrics["best_iteration"] + 1),
+            "refit": MetadataValue.json(trained.metrics["refit"]),
+            "metrics_basis": MetadataValue.text(trained.metrics["metrics_basis"]),
             "training_dataset_id": MetadataValue.int(dataset.dataset_id),
             "labels_matured_until": MetadataValue.text(trained.labels_matured_until.isoformat()),
+            # test_* figures: the validated model (train slice only) on the untouched test slice
             "test_accuracy": MetadataValue.float(test["accuracy"]),
             "test_balanced_accuracy": MetadataValue.float(test["balanced_accuracy"]),
             "test_log_loss": MetadataValue.float(test["log_loss"]),

@@ -30,6 +30,13 @@ retrain_job = define_asset_job(
     description="Retrain the batch direction models; promotes a candidate that beats the champion.",
 )
 
+challenger_review_job = define_asset_job(
+    "challenger_review_job",
+    selection=AssetSelection.tag("trigger", "review"),
+    tags=MAX_RUNTIME,
+    description="Judge every shadow challenger on its realised rows: promote, retire or keep (recorded).",
+)
+
 online_update_job = define_asset_job(
     "online_update_job",
     selection=AssetSelection.tag("trigger", "online"),

@@ -1,4 +1,5 @@
-"""Schedules where time is the trigger: hourly ingestion, daily retraining and warehouse checks.
+"""Schedules where time is the trigger: hourly ingestion, daily retraining, challenger review and
+warehouse checks.
 Everything downstream of ingestion follows by declarative automation (automation/conditions.py)."""
 
 from datetime import timedelta
@@ -6,7 +7,7 @@ from datetime import timedelta
 from dagster import RunRequest, ScheduleEvaluationContext, schedule
 
 from pipeline_assets.assets.models import RETRAINED_MODELS, retrain_run_config
-from pipeline_assets.automation.jobs import ingestion_job, retrain_job, warehouse_checks_job
+from pipeline_assets.automation.jobs import challenger_review_job, ingestion_job, retrain_job, warehouse_checks_job
 from pipeline_assets.ml.labels import HORIZON_HOURS
 
 # In the first hours of a day, yesterday is re-run too: its last bars close after midnight
@@ -41,6 +42,13 @@ def daily_retrain_schedule(context: ScheduleEvaluationContext):
         run_key=f"retrain|{when.strftime('%Y-%m-%d')}",
         run_config=retrain_run_config(when, models=RETRAINED_MODELS),
     )
+
+
+@schedule(cron_schedule="45 1 * * *", job=challenger_review_job, execution_timezone="UTC")
+def daily_challenger_review_schedule(context: ScheduleEvaluationContext):
+    """Daily, after yesterday's last hours were predicted (shadow rows included) and before the
+    next retrain: challengers are judged on every label matured by then."""
+    return RunRequest(run_key=f"challenger-review|{context.scheduled_execution_time.strftime('%Y-%m-%d')}")
 
 
 @schedule(cron_schedule="15 2 * * *", job=warehouse_checks_job, execution_timezone="UTC")

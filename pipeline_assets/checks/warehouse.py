@@ -73,12 +73,15 @@ def raw_ohlcv_contract_scan(warehouse: WarehouseResource) -> AssetCheckResult:
 
 @asset_check(
     asset=warehouse_tables.key,
-    description="No stored prediction comes from a model whose training labels matured at or after its hour.",
+    description="No stored prediction (champion or shadow challenger row) comes from a model whose training "
+    "labels matured at or after its hour.",
 )
 def ml_predictions_leakage_scan(warehouse: WarehouseResource) -> AssetCheckResult:
     with warehouse.transaction() as conn:
         leaks = read_leaking_predictions(conn, EARLIEST, LATEST)
-        (rows,) = conn.execute("SELECT count(*) FROM ml_predictions").fetchone()
+        (rows,) = conn.execute(
+            "SELECT (SELECT count(*) FROM ml_predictions) + (SELECT count(*) FROM ml_shadow_predictions)"
+        ).fetchone()
     metadata = {"rows_scanned": rows, "violations": len(leaks)}
     if len(leaks):
         metadata["first_violations"] = MetadataValue.md(leaks.head(SAMPLE_ROWS).to_markdown(index=False))

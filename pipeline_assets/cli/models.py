@@ -29,7 +29,7 @@ def _list(conn, model_name: str | None) -> int:
         problem = registry.verify_artifact(conn, model_id)
         integrity = "ok" if problem is None else "CORRUPT"
         retired = f" retired: {reason}" if reason else ""
-        print(f"{model_id:>6} {name:<22} v{version:<4} {status:<9} {fmt:<14} {integrity:<8} {matured}{retired}")
+        print(f"{model_id:>6} {name:<22} v{version:<4} {status:<10} {fmt:<14} {integrity:<8} {matured}{retired}")
     return 0
 
 

@@ -1,7 +1,15 @@
-"""Direction classifier (SELL / HOLD / BUY) with XGBoost, trained on a purged time split."""
+"""Direction classifier (SELL / HOLD / BUY) with XGBoost, trained on a purged time split.
+
+Validation then refit: the model fitted on the train slice, early-stopped on the validation slice,
+is scored once on the untouched test slice (the reported metrics, labelled ``validated``); then,
+with ``refit_on_window``, a model with the same settings and exactly the number of boosting rounds
+early stopping chose is fitted on every row of the window (all labels matured before train_end),
+and that refit is the artifact. Its labels_matured_until covers the whole window, so the leakage
+rule keeps it away from every hour it saw."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -43,6 +51,9 @@ class XgbTrainingParams:
     # calibrated probabilities); None trains unweighted. ml/walk_forward.choose_class_weight
     # measures both on the user's history.
     class_weight: str | None = "balanced"
+    # Register the model refitted on the whole window (rounds = those early stopping chose) rather
+    # than the one fitted on the train slice only.
+    refit_on_window: bool = True
 
     def version_hash(self) -> str:
         return content_id(
@@ -67,6 +78,10 @@ class TimeSplit:
 
 @dataclass(frozen=True)
 class TrainedDirectionModel:
+    """``model``/``artifact``: what is registered (the refit when ``params.refit_on_window``).
+    ``validated_model``: fitted on the train slice only; its test metrics are the reported ones and
+    it alone may be scored on ``test`` (the refit trained on those rows)."""
+
     model: xgb.XGBClassifier
     artifact: bytes
     metrics: dict
@@ -75,6 +90,8 @@ class TrainedDirectionModel:
     train_end: datetime
     labels_matured_until: datetime
     test: pd.DataFrame
+    validated_model: xgb.XGBClassifier
+    training_rows: int
 
 
 def purged_time_split(frame: pd.DataFrame, validation_fraction: float, test_fraction: float) -> TimeSplit:
@@ -119,7 +136,8 @@ def evaluate(model: xgb.XGBClassifier, frame: pd.DataFrame) -> dict:
 
 
 def train_direction_model(frame: pd.DataFrame, params: XgbTrainingParams | None = None) -> TrainedDirectionModel:
-    """Fit on the train slice, early-stop on validation, report metrics on the untouched test slice."""
+    """Fit on the train slice, early-stop on validation, report metrics on the untouched test slice,
+    then (``refit_on_window``) refit on the whole window with the chosen number of rounds."""
     params = params or XgbTrainingParams()
     if len(frame) < params.min_rows:
         raise TrainingError(f"{len(frame)} labelled rows with complete features; need at least {params.min_rows}")
@@ -135,22 +153,7 @@ def train_direction_model(frame: pd.DataFrame, params: XgbTrainingParams | None 
             raise TrainingError(f"{name} slice is empty")
     x_train, y_train = _xy(split.train)
     x_val, y_val = _xy(split.validation)
-    model = xgb.XGBClassifier(
-        objective="multi:softprob",
-        num_class=len(CLASSES),
-        n_estimators=params.n_estimators,
-        max_depth=params.max_depth,
-        learning_rate=params.learning_rate,
-        subsample=params.subsample,
-        colsample_bytree=params.colsample_bytree,
-        min_child_weight=params.min_child_weight,
-        reg_lambda=params.reg_lambda,
-        early_stopping_rounds=params.early_stopping_rounds,
-        eval_metric="mlogloss",
-        tree_method="hist",
-        random_state=params.seed,
-        n_jobs=2,
-    )
+    model = _classifier(params, params.n_estimators, early_stopping=True)
     model.fit(
         x_train,
         y_train,
@@ -159,6 +162,7 @@ def train_direction_model(frame: pd.DataFrame, params: XgbTrainingParams | None 
         verbose=False,
     )
     horizon = int(frame["horizon_hours"].iloc[0]) if "horizon_hours" in frame.columns else HORIZON_HOURS
+    rounds = int(model.best_iteration) + 1
     metrics = {
         "train": {"rows": len(split.train), "class_priors": class_priors(y_train).tolist()},
         "validation": evaluate(model, split.validation),
@@ -172,15 +176,71 @@ def train_direction_model(frame: pd.DataFrame, params: XgbTrainingParams | None 
         "horizon_hours": horizon,
     }
     used = pd.concat([split.train, split.validation, split.test])
+    registered, rows = model, len(split.train)
+    window = used
+    if params.refit_on_window:
+        # Same settings, the rounds early stopping chose, every row of the window (no purge needed:
+        # nothing is held out any more; every label matured before train_end).
+        window = frame
+        x_all, y_all = _xy(frame)
+        registered = _classifier(params, rounds, early_stopping=False)
+        registered.fit(
+            x_all,
+            y_all,
+            sample_weight=compute_sample_weight(params.class_weight, y_all) if params.class_weight else None,
+            verbose=False,
+        )
+        rows = len(frame)
+    metrics["metrics_basis"] = (
+        "train/validation/test metrics are the validated model's (fitted on the train slice only); "
+        + ("the registered model is its refit on the whole window" if params.refit_on_window else "it is registered")
+    )
+    metrics["validated"] = {"train_rows": len(split.train), "n_estimators": rounds, "sha256": _sha(serialize(model))}
+    metrics["refit"] = (
+        {
+            "rows": rows,
+            "n_estimators": rounds,
+            "train_start": window["ts"].min().isoformat(),
+            "train_end": window["ts"].max().isoformat(),
+            "labels_matured_until": window["matured_at"].max().isoformat(),
+        }
+        if params.refit_on_window
+        else None
+    )
     return TrainedDirectionModel(
-        model=model,
-        artifact=serialize(model),
+        model=registered,
+        artifact=serialize(registered),
         metrics=metrics,
         params=params,
-        train_start=used["ts"].min().to_pydatetime(),
-        train_end=used["ts"].max().to_pydatetime(),
-        labels_matured_until=used["matured_at"].max().to_pydatetime(),
+        train_start=window["ts"].min().to_pydatetime(),
+        train_end=window["ts"].max().to_pydatetime(),
+        labels_matured_until=window["matured_at"].max().to_pydatetime(),
         test=split.test,
+        validated_model=model,
+        training_rows=rows,
+    )
+
+
+def _sha(artifact: bytes) -> str:
+    return hashlib.sha256(artifact).hexdigest()
+
+
+def _classifier(params: XgbTrainingParams, rounds: int, early_stopping: bool) -> xgb.XGBClassifier:
+    return xgb.XGBClassifier(
+        objective="multi:softprob",
+        num_class=len(CLASSES),
+        n_estimators=rounds,
+        max_depth=params.max_depth,
+        learning_rate=params.learning_rate,
+        subsample=params.subsample,
+        colsample_bytree=params.colsample_bytree,
+        min_child_weight=params.min_child_weight,
+        reg_lambda=params.reg_lambda,
+        early_stopping_rounds=params.early_stopping_rounds if early_stopping else None,
+        eval_metric="mlogloss",
+        tree_method="hist",
+        random_state=params.seed,
+        n_jobs=2,
     )
 
 

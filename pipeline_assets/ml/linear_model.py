@@ -3,7 +3,10 @@
 Same split discipline as the XGBoost member (``direction_xgb.purged_time_split``): the scaler is
 fitted on the train slice only, the inverse regularisation strength C is chosen from a small grid
 by log loss on the validation slice (the only use of validation), the model is fitted on the train
-slice, and metrics come from the untouched test slice, beside the baselines.
+slice, and metrics come from the untouched test slice, beside the baselines. Then, with
+``refit_on_window``, a new scaler is fitted on every row of the window (training data only: all
+labels matured before train_end) and the model is refitted there with the chosen C; that refit is
+the registered model, the validated one's test metrics stay the reported ones.
 
 The artifact is JSON holding the fitted numbers (coef_, intercept_, classes_, the scaler's
 statistics, the feature names), never a pickle: ``predict_proba`` rebuilds the softmax from them
@@ -50,6 +53,7 @@ class LinearTrainingParams:
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
     min_rows: int = 300
+    refit_on_window: bool = True
 
     def version_hash(self) -> str:
         return content_id(
@@ -78,6 +82,10 @@ class LinearModel:
 
 @dataclass(frozen=True)
 class TrainedLinearModel:
+    """``model``/``estimator``/``artifact``: what is registered (the refit on the whole window when
+    ``params.refit_on_window``); ``validated_model``: scaler and fit on the train slice only, the
+    one scored on ``test`` and in the reported metrics."""
+
     model: LinearModel
     estimator: LogisticRegression
     artifact: bytes
@@ -87,6 +95,8 @@ class TrainedLinearModel:
     train_end: datetime
     labels_matured_until: datetime
     test: pd.DataFrame
+    validated_model: LinearModel
+    training_rows: int
 
 
 def _x(model_or_columns: LinearModel | Sequence[str], scaler: scalers.Scaler, frame: pd.DataFrame) -> np.ndarray:
@@ -174,21 +184,7 @@ def train_linear_model(frame: pd.DataFrame, params: LinearTrainingParams | None 
         validation_log_loss[c] = float(log_loss(y_val, fitted[c].predict_proba(x_val), labels=list(CLASSES)))
     best_c = min(params.c_grid, key=lambda c: (validation_log_loss[c], c))
     estimator = fitted[best_c]
-    if tuple(int(c) for c in estimator.classes_) != CLASSES:
-        raise TrainingError(f"fitted classes {estimator.classes_.tolist()}, expected {list(CLASSES)}")
-    model = LinearModel(
-        coef=estimator.coef_.astype(np.float64).copy(),
-        intercept=estimator.intercept_.astype(np.float64).copy(),
-        classes=CLASSES,
-        feature_columns=tuple(columns),
-        scaler=scaler,
-        c=float(best_c),
-        meta={
-            "version_hash": params.version_hash(),
-            "sklearn": sklearn.__version__,
-            "n_iter": int(estimator.n_iter_[0]),
-        },
-    )
+    model = _linear(estimator, columns, scaler, best_c, params)
     horizon = int(frame["horizon_hours"].iloc[0]) if "horizon_hours" in frame.columns else HORIZON_HOURS
     test_proba = predict_proba(model, split.test)
     metrics = {
@@ -204,17 +200,65 @@ def train_linear_model(frame: pd.DataFrame, params: LinearTrainingParams | None 
         "horizon_hours": horizon,
         "scaler_id": scaler.scaler_id,
     }
-    used = pd.concat([split.train, split.validation, split.test])
+    window = pd.concat([split.train, split.validation, split.test])
+    registered, registered_estimator, rows = model, estimator, len(split.train)
+    if params.refit_on_window:
+        window = frame
+        refit_scaler = scalers.fit(frame, columns, kind=params.scaler_kind, per_symbol=params.per_symbol_scaling)
+        registered_estimator = _fit(
+            _x(columns, refit_scaler, frame), frame["direction"].to_numpy(dtype=np.int64), best_c, params
+        )
+        registered = _linear(registered_estimator, columns, refit_scaler, best_c, params)
+        rows = len(frame)
+    metrics["metrics_basis"] = (
+        "train/validation/test metrics are the validated model's (scaler and fit on the train slice only); "
+        + ("the registered model is its refit on the whole window" if params.refit_on_window else "it is registered")
+    )
+    metrics["validated"] = {"train_rows": len(split.train), "c": float(best_c), "scaler_id": scaler.scaler_id}
+    metrics["refit"] = (
+        {
+            "rows": rows,
+            "c": float(best_c),
+            "scaler_id": registered.scaler.scaler_id,
+            "train_start": window["ts"].min().isoformat(),
+            "train_end": window["ts"].max().isoformat(),
+            "labels_matured_until": window["matured_at"].max().isoformat(),
+        }
+        if params.refit_on_window
+        else None
+    )
     return TrainedLinearModel(
-        model=model,
-        estimator=estimator,
-        artifact=serialize(model),
+        model=registered,
+        estimator=registered_estimator,
+        artifact=serialize(registered),
         metrics=metrics,
         params=params,
-        train_start=used["ts"].min().to_pydatetime(),
-        train_end=used["ts"].max().to_pydatetime(),
-        labels_matured_until=used["matured_at"].max().to_pydatetime(),
+        train_start=window["ts"].min().to_pydatetime(),
+        train_end=window["ts"].max().to_pydatetime(),
+        labels_matured_until=window["matured_at"].max().to_pydatetime(),
         test=split.test,
+        validated_model=model,
+        training_rows=rows,
+    )
+
+
+def _linear(
+    estimator: LogisticRegression, columns: list[str], scaler: scalers.Scaler, c: float, params: LinearTrainingParams
+) -> LinearModel:
+    if tuple(int(k) for k in estimator.classes_) != CLASSES:
+        raise TrainingError(f"fitted classes {estimator.classes_.tolist()}, expected {list(CLASSES)}")
+    return LinearModel(
+        coef=estimator.coef_.astype(np.float64).copy(),
+        intercept=estimator.intercept_.astype(np.float64).copy(),
+        classes=CLASSES,
+        feature_columns=tuple(columns),
+        scaler=scaler,
+        c=float(c),
+        meta={
+            "version_hash": params.version_hash(),
+            "sklearn": sklearn.__version__,
+            "n_iter": int(estimator.n_iter_[0]),
+        },
     )
 
 

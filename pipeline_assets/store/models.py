@@ -127,6 +127,71 @@ def promote_model(conn: psycopg.Connection, model_id: int) -> ModelRecord:
     return get_model(conn, model_id)
 
 
+def make_challenger(conn: psycopg.Connection, model_id: int) -> ModelRecord:
+    """A registered model that was not promoted becomes a challenger: it predicts in the shadow
+    (ml_shadow_predictions) until challenger_review promotes or retires it."""
+    record = get_model(conn, model_id)
+    if record.status != "candidate":
+        raise StoreError(f"model {record.model_name} v{record.version} is {record.status}, not a candidate")
+    conn.execute("UPDATE ml_models_metadata SET status = 'challenger' WHERE model_id = %s", (model_id,))
+    return get_model(conn, model_id)
+
+
+def challengers(conn: psycopg.Connection, model_name: str, trained_before: datetime | None = None) -> list[ModelRecord]:
+    """Active challengers of ``model_name``, oldest first; with ``trained_before``, only those whose
+    training labels all matured before that time (the ones allowed to predict hours from then on)."""
+    query = f"SELECT {_RECORD_COLUMNS} FROM ml_models_metadata WHERE model_name = %s AND status = 'challenger'"
+    params: list = [model_name]
+    if trained_before is not None:
+        query += " AND labels_matured_until < %s"
+        params.append(trained_before)
+    return [_record(row) for row in conn.execute(query + " ORDER BY version", params).fetchall()]
+
+
+def challenger_names(conn: psycopg.Connection) -> list[str]:
+    """Model names (kinds) that have at least one active challenger."""
+    rows = conn.execute(
+        "SELECT DISTINCT model_name FROM ml_models_metadata WHERE status = 'challenger' ORDER BY model_name"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def record_decision(
+    conn: psycopg.Connection,
+    *,
+    model_name: str,
+    candidate_id: int,
+    champion_id: int | None,
+    decision: Any,
+    basis: str,
+    action: str,
+) -> int:
+    """One row of model_promotion_decisions: ``decision`` is an ml.promotion.PromotionDecision;
+    ``basis`` 'held_out' or 'realised_shadow'; ``action`` what it did to the candidate."""
+    (decision_id,) = conn.execute(
+        "INSERT INTO model_promotion_decisions (model_name, candidate_id, champion_id, promoted, reason, "
+        "compared_rows, level, candidate_log_loss, champion_log_loss, difference, ci_low, ci_high, basis, action) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING decision_id",
+        (
+            model_name,
+            candidate_id,
+            champion_id,
+            decision.promote,
+            decision.reason,
+            decision.rows,
+            decision.level,
+            decision.candidate_log_loss,
+            decision.champion_log_loss,
+            decision.difference,
+            decision.ci_low,
+            decision.ci_high,
+            basis,
+            action,
+        ),
+    ).fetchone()
+    return int(decision_id)
+
+
 def _record(row: tuple) -> ModelRecord:
     return ModelRecord(*row)
 

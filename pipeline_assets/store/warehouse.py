@@ -30,6 +30,7 @@ WAREHOUSE_TABLES = (
     "ml_models_metadata",
     "online_model_learned_rows",
     "ml_predictions",
+    "ml_shadow_predictions",
     "trading_signals",
     "dashboard_data",
     "partition_watermarks",
@@ -133,17 +134,49 @@ def read_signal_predictions(
 
 
 def read_leaking_predictions(conn: psycopg.Connection, start: datetime, end: datetime) -> pd.DataFrame:
-    """Predictions in [start, end) made by a model whose training labels matured at or after the
-    predicted hour: the model saw the future it is predicting."""
+    """Predictions in [start, end), champion rows and challengers' shadow rows alike, made by a
+    model whose training labels matured at or after the predicted hour: the model saw the future it
+    is predicting. ``source`` names the table of each row."""
     return read_frame(
         conn,
         """
-        SELECT p.symbol, p.ts, p.model_name, p.model_id, m.labels_matured_until
-        FROM ml_predictions p JOIN ml_models_metadata m ON m.model_id = p.model_id
-        WHERE p.ts >= %s AND p.ts < %s AND m.labels_matured_until >= p.ts
-        ORDER BY p.ts, p.symbol
+        SELECT p.symbol, p.ts, p.model_name, p.model_id, m.labels_matured_until, p.source
+        FROM (
+            SELECT symbol, ts, model_name, model_id, 'ml_predictions' AS source FROM ml_predictions
+            WHERE ts >= %s AND ts < %s
+            UNION ALL
+            SELECT symbol, ts, model_name, model_id, 'ml_shadow_predictions' FROM ml_shadow_predictions
+            WHERE ts >= %s AND ts < %s
+        ) p JOIN ml_models_metadata m ON m.model_id = p.model_id
+        WHERE m.labels_matured_until >= p.ts
+        ORDER BY p.ts, p.symbol, p.source
         """,
-        (start, end),
+        (start, end, start, end),
+    )
+
+
+def read_shadow_comparison(
+    conn: psycopg.Connection, challenger_id: int, champion_id: int, matured_by: datetime
+) -> pd.DataFrame:
+    """The challenger's shadow rows beside the champion's own ml_predictions rows for the same
+    (symbol, ts), where the label matured by ``matured_by``: symbol, ts, direction, horizon_hours,
+    challenger_prob_* and champion_prob_*, time-ordered."""
+    return read_frame(
+        conn,
+        """
+        SELECT s.symbol, s.ts, l.direction, l.horizon_hours,
+               s.prob_sell AS challenger_prob_sell, s.prob_hold AS challenger_prob_hold,
+               s.prob_buy AS challenger_prob_buy,
+               p.prob_sell AS champion_prob_sell, p.prob_hold AS champion_prob_hold,
+               p.prob_buy AS champion_prob_buy
+        FROM ml_shadow_predictions s
+        JOIN ml_predictions p
+          ON p.symbol = s.symbol AND p.ts = s.ts AND p.model_name = s.model_name AND p.model_id = %s
+        JOIN ml_labels l ON l.symbol = s.symbol AND l.ts = s.ts AND l.matured_at <= %s
+        WHERE s.model_id = %s
+        ORDER BY s.ts, s.symbol
+        """,
+        (champion_id, matured_by, challenger_id),
     )
 
 
