@@ -93,7 +93,12 @@ def test_learns_a_planted_pattern_signal_and_beats_the_baselines():
     report = trained.metrics["test_vs_baselines"]
     assert report["beats_baselines"], report["verdict"]
     assert report["differences"]["log_loss_minus_class_priors"]["ci95"][1] < 0
-    assert trained.labels_matured_until <= frame["matured_at"].max()
+    # registered: the refit on every row of the window (same strength); reported: the validated model
+    assert trained.labels_matured_until == frame["matured_at"].max()
+    assert trained.training_rows == len(frame) > trained.metrics["validated"]["train_rows"]
+    assert trained.model.counts.sum() == len(frame) > trained.validated_model.counts.sum()
+    assert trained.model.prior_rows == trained.validated_model.prior_rows
+    assert not np.array_equal(trained.model.table, trained.validated_model.table)
 
 
 def test_on_noise_it_does_not_claim_to_beat_the_baselines():

@@ -7,13 +7,21 @@ HOLD / BUY probabilities. It trains on the same registered training dataset as t
 pattern set id as its feature set, stored as JSON, and promoted by the same significance test.
 """
 
+import time
 from datetime import timedelta
 
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from pipeline_assets.assets._common import ML_OWNERS, TRANSIENT_RETRY, WAREHOUSE_POOL, transient_only
-from pipeline_assets.assets.models import TrainingConfig, decide_promotion, load_training_dataset, training_dataset
+from pipeline_assets.assets.models import (
+    TrainingConfig,
+    decide_promotion,
+    load_training_dataset,
+    record_timings,
+    timing_metadata,
+    training_dataset,
+)
 from pipeline_assets.assets.patterns import PATTERN_SET_ID, ml_patterns
 from pipeline_assets.ml import pattern_member
 from pipeline_assets.ml.dataset import DatasetError
@@ -57,7 +65,9 @@ def direction_model_patterns(context: AssetExecutionContext, config: TrainingCon
             allow_retries=False,
         )
     try:
+        started = time.perf_counter()
         trained = pattern_member.train_pattern_model(frame, found, params)
+        training_seconds = time.perf_counter() - started
     except TrainingError as exc:
         raise Failure(f"direction_model_patterns: {exc} (dataset {dataset.dataset_id})", allow_retries=False) from exc
     with warehouse.transaction() as conn:
@@ -87,9 +97,11 @@ def direction_model_patterns(context: AssetExecutionContext, config: TrainingCon
             conn,
             candidate,
             trained.test,
-            lambda rows: pattern_member.predict_proba(trained.model, rows, found),
+            # the held-out comparison scores the validated model: the registered refit saw the test rows
+            lambda rows: pattern_member.predict_proba(trained.validated_model, rows, found),
             lambda artifact, rows: pattern_member.predict_proba(pattern_member.deserialize(artifact), rows, found),
         )
+        timings = record_timings(conn, candidate.model_id, training_seconds, pattern_member.deserialize)
     report = trained.metrics["test_vs_baselines"]
     table = pd.DataFrame(trained.model.table, columns=["P(SELL)", "P(HOLD)", "P(BUY)"], index=pattern_member.STATES)
     table["train share"] = [trained.metrics["train"]["state_share"][s] for s in pattern_member.STATES]
@@ -104,6 +116,9 @@ def direction_model_patterns(context: AssetExecutionContext, config: TrainingCon
             "verdict": MetadataValue.text(report["verdict"]),
             "state_table": MetadataValue.md(table.round(4).to_markdown()),
             "detections_in_window": MetadataValue.int(len(found)),
+            "training_rows": MetadataValue.int(trained.training_rows),
+            **timing_metadata(timings),
+            "metrics_basis": MetadataValue.text(trained.metrics["metrics_basis"]),
             "promotion": MetadataValue.text(decision.reason),
         }
     )

@@ -16,9 +16,10 @@ Model. For each state, P(class | state) from the train slice's labels, smoothed 
 slice's class priors with ``prior_rows`` pseudo-rows (a state seen rarely stays near the priors;
 one never seen is the priors). ``prior_rows`` is chosen from a grid by log loss on the validation
 slice (its only use); metrics come from the untouched test slice, beside the baselines (class
-priors, persistence, majority; ml/baselines.py). The same purged split as the other members
-(direction_xgb.purged_time_split). The artifact is JSON (the table of probabilities, the priors,
-the parameters), never a pickle.
+priors, persistence, majority; ml/baselines.py). Then, like the other members, the registered
+model is refitted on every row of the window with that strength (``refit_on_window``). The same
+purged split as the other members (direction_xgb.purged_time_split). The artifact is JSON (the
+table of probabilities, the priors, the parameters), never a pickle.
 
 An honest expectation: on a market where patterns carry no information, this member equals the
 class priors up to noise, and its metrics say so beside the baselines.
@@ -53,6 +54,7 @@ class PatternMemberParams:
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
     min_rows: int = 200
+    refit_on_window: bool = True
 
     def version_hash(self) -> str:
         return content_id("pattern-member-v1", {**asdict(self), "labels": LABEL_SET_ID})
@@ -72,7 +74,13 @@ class PatternModel:
 
 @dataclass(frozen=True)
 class TrainedPatternModel:
+    """``model``: the registered model (its table refitted on every row of the window when
+    ``params.refit_on_window``); ``validated_model``: counted on the train slice only, the model the
+    reported test metrics belong to."""
+
     model: PatternModel
+    validated_model: PatternModel
+    training_rows: int
     artifact: bytes
     metrics: dict
     params: PatternMemberParams
@@ -209,15 +217,46 @@ def train_pattern_model(
         "purged_rows": split.purged_rows,
         "horizon_hours": horizon,
     }
-    used = pd.concat([split.train, split.validation, split.test])
+    window = pd.concat([split.train, split.validation, split.test])
+    registered, rows = model, len(split.train)
+    if params.refit_on_window:  # the same smoothing strength, counts and priors of every row of the window
+        window = frame
+        y_all = frame["direction"].to_numpy(dtype=np.int64)
+        all_priors = class_priors(y_all)
+        all_counts = _counts(frame["_state"].to_numpy(), y_all)
+        registered = PatternModel(
+            table=_table(all_counts, all_priors, best),
+            priors=all_priors,
+            dead_zone=params.dead_zone,
+            prior_rows=float(best),
+            counts=all_counts,
+            meta={"version_hash": params.version_hash(), "refit_rows": len(frame)},
+        )
+        rows = len(frame)
+    metrics["metrics_basis"] = "train/validation/test metrics are the validated model's (train slice only); " + (
+        "the registered model is its refit on the whole window" if params.refit_on_window else "it is registered"
+    )
+    metrics["validated"] = {"train_rows": len(split.train), "prior_rows": float(best)}
+    metrics["refit"] = (
+        {
+            "rows": rows,
+            "train_start": window["ts"].min().isoformat(),
+            "train_end": window["ts"].max().isoformat(),
+            "labels_matured_until": window["matured_at"].max().isoformat(),
+        }
+        if params.refit_on_window
+        else None
+    )
     return TrainedPatternModel(
-        model=model,
-        artifact=serialize(model),
+        model=registered,
+        validated_model=model,
+        training_rows=rows,
+        artifact=serialize(registered),
         metrics=metrics,
         params=params,
-        train_start=used["ts"].min().to_pydatetime(),
-        train_end=used["ts"].max().to_pydatetime(),
-        labels_matured_until=used["matured_at"].max().to_pydatetime(),
+        train_start=window["ts"].min().to_pydatetime(),
+        train_end=window["ts"].max().to_pydatetime(),
+        labels_matured_until=window["matured_at"].max().to_pydatetime(),
         test=split.test.drop(columns="_state"),
     )
 
