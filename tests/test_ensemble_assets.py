@@ -83,6 +83,18 @@ def test_members_and_ensemble_rows_for_every_hour(trained):
         verdicts = dict(conn.execute("SELECT member, state->'realised_loss' FROM member_breakers").fetchall())
     assert verdicts["direction_xgboost"]["day"] == PREDICT[-1] and verdicts["direction_xgboost"]["worse"]
     assert not verdicts["direction_linear"]["worse"] and verdicts["direction_linear"]["rows"] == 172
+    # every member's training and load time are recorded with the model and shown in the UI
+    with connect(url) as conn:
+        timings = conn.execute(
+            "SELECT model_name, (metrics->>'training_seconds')::float, (metrics->>'load_ms')::float "
+            "FROM ml_models_metadata WHERE model_name IN ('direction_xgboost', 'direction_linear', "
+            "'direction_patterns')"
+        ).fetchall()
+    assert sorted(t[0] for t in timings) == ["direction_linear", "direction_patterns", "direction_xgboost"]
+    assert all(t[1] > 0 and t[2] > 0 for t in timings), timings
+    for asset_name in ("direction_model_xgboost", "direction_model_linear", "direction_model_patterns"):
+        shown = metadata_of(trained["training"], asset_name)
+        assert shown["training_seconds"] > 0 and shown["load_ms"] > 0, asset_name
     # the pattern member predicted every hour too; on this market it does not beat its baselines
     # and its own metadata says so
     assert len(_rows(url, "direction_patterns")) == hours

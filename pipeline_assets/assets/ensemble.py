@@ -29,6 +29,7 @@
 import contextlib
 import functools
 import json
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -64,7 +65,14 @@ from pipeline_assets.assets.inference import (
     shadow_frame,
     write_shadow_rows,
 )
-from pipeline_assets.assets.models import TrainingConfig, decide_promotion, load_training_dataset, training_dataset
+from pipeline_assets.assets.models import (
+    TrainingConfig,
+    decide_promotion,
+    load_training_dataset,
+    record_timings,
+    timing_metadata,
+    training_dataset,
+)
 from pipeline_assets.assets.pattern_model import direction_model_patterns
 from pipeline_assets.assets.patterns import PATTERN_SET_ID, ml_patterns
 from pipeline_assets.ml import breakers, direction_xgb, ensemble, linear_model, pattern_member
@@ -116,7 +124,10 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
     params = linear_model.LinearTrainingParams(min_rows=config.min_rows)
     dataset = load_training_dataset(warehouse, config, "direction_model_linear")
     try:
-        trained = linear_model.train_linear_model(artifacts.read_training_dataset(dataset), params)
+        frame = artifacts.read_training_dataset(dataset)
+        started = time.perf_counter()
+        trained = linear_model.train_linear_model(frame, params)
+        training_seconds = time.perf_counter() - started
     except (artifacts.ArtifactError, DatasetError, TrainingError) as exc:
         raise Failure(f"direction_model_linear: {exc} (dataset {dataset.dataset_id})", allow_retries=False) from exc
     with warehouse.transaction() as conn:
@@ -149,6 +160,7 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
             lambda rows: linear_model.predict_proba(trained.validated_model, rows),
             lambda artifact, rows: linear_model.predict_proba(linear_model.deserialize(artifact), rows),
         )
+        timings = record_timings(conn, candidate.model_id, training_seconds, linear_model.deserialize)
     report = trained.metrics["test_vs_baselines"]
     return MaterializeResult(
         metadata={
@@ -156,6 +168,7 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
             "status": MetadataValue.text(candidate.status),
             "test_log_loss": MetadataValue.float(trained.metrics["test"]["log_loss"]),
             "training_rows": MetadataValue.int(trained.training_rows),
+            **timing_metadata(timings),
             "validated_train_rows": MetadataValue.int(trained.metrics["train"]["rows"]),
             "chosen_c": MetadataValue.float(trained.model.c),
             "refit": MetadataValue.json(trained.metrics["refit"]),

@@ -1,6 +1,7 @@
 """Models: the XGBoost direction model (retrained on schedule) and the River online model
 (updated by a sensor as labelled rows land). Each materialisation registers a new version."""
 
+import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from pipeline_assets.assets._common import ML_OWNERS, TRANSIENT_RETRY, WAREHOUSE_POOL, transient_only, utc_now
@@ -181,6 +183,30 @@ def load_training_dataset(warehouse: WarehouseResource, config: TrainingConfig, 
     return dataset
 
 
+def record_timings(conn, model_id: int, training_seconds: float, deserialize) -> dict:
+    """The member's training time (measured by the caller around training) and load time (the
+    artifact read from the warehouse, its SHA-256 verified and deserialised: what a predictor pays)
+    added to the model's metrics; returned for the asset's metadata."""
+    started = time.perf_counter()
+    _, artifact = registry.load_artifact(conn, model_id)
+    deserialize(artifact)
+    timings = {
+        "training_seconds": round(training_seconds, 4),
+        "load_ms": round((time.perf_counter() - started) * 1000.0, 3),
+    }
+    conn.execute(
+        "UPDATE ml_models_metadata SET metrics = metrics || %s WHERE model_id = %s", (Jsonb(timings), model_id)
+    )
+    return timings
+
+
+def timing_metadata(timings: dict) -> dict:
+    return {
+        "training_seconds": MetadataValue.float(timings["training_seconds"]),
+        "load_ms": MetadataValue.float(timings["load_ms"]),
+    }
+
+
 def decide_promotion(context, conn, candidate, test_rows, predict_candidate, predict_with_artifact):
     """Champion/challenger for ``candidate`` (a registered model): the first valid model of its
     name becomes champion; a champion of another feature set gives way; otherwise the candidate
@@ -265,7 +291,9 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
     dataset = load_training_dataset(warehouse, config, "direction_model_xgboost")
     try:
         complete = artifacts.read_training_dataset(dataset)
+        started = time.perf_counter()
         trained = direction_xgb.train_direction_model(complete, params)
+        training_seconds = time.perf_counter() - started
     except (artifacts.ArtifactError, DatasetError, direction_xgb.TrainingError) as exc:
         raise Failure(f"direction_model_xgboost: {exc} (dataset {dataset.dataset_id})", allow_retries=False) from exc
     train_start, train_end = dataset.meta["window_start"], dataset.meta["window_end"]
@@ -302,6 +330,7 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             lambda rows: direction_xgb.predict_proba(trained.validated_model, rows),
             lambda artifact, rows: direction_xgb.predict_proba(direction_xgb.deserialize(artifact), rows),
         )
+        timings = record_timings(conn, candidate.model_id, training_seconds, direction_xgb.deserialize)
 
     test = trained.metrics["test"]
     report = trained.metrics["test_vs_baselines"]
@@ -316,6 +345,7 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
             "status": MetadataValue.text(candidate.status),
             "artifact_sha256": MetadataValue.text(candidate.artifact_sha256),
             "training_rows": MetadataValue.int(trained.training_rows),
+            **timing_metadata(timings),
             "validated_train_rows": MetadataValue.int(trained.metrics["train"]["rows"]),
             "boosting_rounds": MetadataValue.int(trained.metrics["best_iteration"] + 1),
             "refit": MetadataValue.json(trained.metrics["refit"]),
