@@ -316,7 +316,7 @@ def market_aligned(context: AssetExecutionContext, warehouse: WarehouseResource)
                 "hours_without_bar": MetadataValue.int(int(rows["bar_missing"].sum())),
                 "missing_or_stale_values": MetadataValue.json(stale),
                 # liquidation values of these hours are NULL: the stream did not watch all of the hour
-                "liquidation_hours_unwatched": MetadataValue.json(unwatched),
+                "liquidation_unwatched_by_symbol": MetadataValue.json(unwatched),
             },
         )
     )

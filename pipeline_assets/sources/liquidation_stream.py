@@ -112,6 +112,11 @@ class _Observed:
             self.observer._confirmed(client.url)
         return result
 
+    def handle_ws_error(self, client, message):
+        # ccxt rejects the subscription hash, which no liquidation watch awaits: tell the collector
+        self.observer._refused(message)
+        return super().handle_ws_error(client, message)
+
     def handle_liquidation(self, client, message):
         self._current_frame = message
         try:
@@ -197,6 +202,8 @@ class LiquidationCollector:
         self._confirmed_at: pd.Timestamp | None = None
         self._heard_at: pd.Timestamp | None = None
         self._client = None
+        self._refusal: str | None = None
+        self._wake: asyncio.Event | None = None
 
     # ---- observations (called from ccxt's handlers) -------------------------------------------
 
@@ -213,6 +220,13 @@ class LiquidationCollector:
             self._heard_at = self._confirmed_at
             self.report.connections += 1
             log.info("%s liquidations: subscription confirmed at %s (%s)", self.venue, self._confirmed_at, url)
+
+    def _refused(self, message) -> None:
+        self._refusal = (
+            f"at {self.now().isoformat()}: the exchange refused the subscription: {json.dumps(message, default=str)}"
+        )
+        if self._wake is not None:
+            self._wake.set()
 
     def _evidence(self) -> pd.Timestamp | None:
         times = [t for t in (self._confirmed_at, self._heard_at) if t is not None]
@@ -355,14 +369,18 @@ class LiquidationCollector:
         symbols = list(self.ccxt_symbols)
         last_flush = self.now()
         stopper = asyncio.ensure_future(stop.wait())
+        self._wake = asyncio.Event()
+        waker = asyncio.ensure_future(self._wake.wait())
         watch = None
         try:
             while not stop.is_set() and (deadline is None or self.now() < deadline):
                 if watch is None:
                     watch = asyncio.ensure_future(self.exchange.watch_liquidations_for_symbols(symbols))
                 await asyncio.wait(
-                    {watch, stopper}, timeout=min(1.0, self.flush_seconds), return_when=asyncio.FIRST_COMPLETED
+                    {watch, stopper, waker}, timeout=min(1.0, self.flush_seconds), return_when=asyncio.FIRST_COMPLETED
                 )
+                if self._refusal is not None:
+                    raise LiquidationStreamError(f"{self.venue} liquidations {','.join(self.symbols)} {self._refusal}")
                 if watch.done():
                     error = watch.exception() if not watch.cancelled() else None
                     watch = None
@@ -379,6 +397,7 @@ class LiquidationCollector:
                     last_flush = self.now()
         finally:
             stopper.cancel()
+            waker.cancel()
             if watch is not None:
                 watch.cancel()
             self._close_interval(self._running_until() or self.now(), "stopped")
