@@ -225,6 +225,11 @@ def test_collected_liquidations_become_raw_rows_and_aligned_hours(warehouse_url,
     assert aligned_meta["liquidation_unwatched_by_symbol"]["BTCUSDT"] == {"hours": 20, "reason": UNWATCHED_REASON}
     assert aligned_meta["liquidation_hours_unwatched"] == 2 * 20 + 2 * 24  # this day, all symbols
     assert aligned_meta["missing_or_stale_values"]  # the other feeds are reported as before
+    # downstream: the 24-hour imbalance is missing (with the reason) wherever its window holds an unwatched hour
+    result = run_assets(["ml_features_derivatives"], warehouse_url, partition_key=DAY, instance=instance)
+    nan = metadata_of(result, "ml_features_derivatives")["nan_by_column"]["liq_imbalance_24h"]
+    assert nan["rows"] == 4 * 24 and "not watched by the liquidation stream" in nan["reason"]
+    assert count(warehouse_url, "SELECT count(*) FROM ml_features_derivatives WHERE liq_imbalance_24h IS NULL") == 96
 
 
 def test_the_liquidations_command_on_a_replayed_websocket(database_url, tmp_path):

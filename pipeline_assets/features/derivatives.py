@@ -32,6 +32,14 @@ DERIVATIVE_COLUMNS: tuple[str, ...] = (
 )
 DERIVATIVE_PARAMS: dict = {"funding_z_hours": 720, "funding_z_min": 24, "oi_change_hours": 24, "liq_hours": 24}
 DERIVATIVE_VERSION = 1
+NAN_REASONS = {
+    "liq_imbalance_24h": "an hour of its 24-hour window was not watched by the liquidation stream (NULL in "
+    "market_aligned: missing, not 0) or has no grid row",
+    "funding_rate": "no funding value known within the maximum staleness",
+    "funding_z_30d": "fewer than 24 funding values in its 720-hour window",
+    "oi_change_24h": "open interest missing or stale now or 24 hours before",
+    "log_long_short_ratio": "no long/short ratio known within the maximum staleness",
+}
 LOOKBACK_HOURS = 720
 DERIVATIVE_SET_ID = content_id(
     f"deriv-v{DERIVATIVE_VERSION}",
