@@ -88,8 +88,8 @@ def derivative_asset(feed: str):
                 check_results=[AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata={"note": note})],
             )
         if market.ohlcv_source == "exchange" and feed == "liquidations":
-            exchange_source = market.exchange("swap")
-            return _collected_liquidations(context, warehouse, window, end, f"{exchange_source.exchange_id}:swap")
+            # nothing to fetch: the websocket collector stored the events and its coverage
+            return _collected_liquidations(context, warehouse, window, end, f"{market.exchange_id}:swap")
         if market.ohlcv_source == "exchange":
             source = ExchangeDerivatives(market.exchange("swap"))
             source_name, venue = source.source.name, source.venue
