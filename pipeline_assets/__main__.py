@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline_assets {backfill,demo,checks} ...` (each has --help)."""
+"""Command line: `python -m pipeline_assets {backfill,liquidations,demo,checks} ...` (each has --help)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {
         "backfill": "pipeline_assets.cli.backfill",
+        "liquidations": "pipeline_assets.cli.liquidations",
         "demo": "pipeline_assets.demo",
         "checks": "pipeline_assets.checks.run",
     }

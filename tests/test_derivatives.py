@@ -127,7 +127,9 @@ def test_aligned_grid_is_as_of_availability_with_staleness_and_gaps():
         }
     )
     liq["available_at"] = liq["ts"]
-    out = align("BTCUSDT", hours, bars, {"open_interest": oi, "funding": funding}, liq).set_index("ts")
+    watched = np.ones(len(hours), dtype=bool)
+    watched[10] = False  # the liquidation stream did not watch all of hour 10
+    out = align("BTCUSDT", hours, bars, {"open_interest": oi, "funding": funding}, liq, watched).set_index("ts")
     # the OI of hour 0 is published at 01:05: the bar closing at 01:00 cannot see it, the next one can
     assert np.isnan(out.loc[hours[0], "open_interest"]) and out.loc[hours[1], "open_interest"] == 10.0
     assert out.loc[hours[1], "oi_staleness_h"] == 2.0
@@ -141,6 +143,11 @@ def test_aligned_grid_is_as_of_availability_with_staleness_and_gaps():
     assert out.loc[hours[2], "liq_sell_notional"] == 30.0 and out.loc[hours[2], "liq_count"] == 2
     assert out.loc[hours[3], "liq_buy_notional"] == 30.0 and out.loc[hours[4], "liq_count"] == 0
     assert np.isnan(out["long_short_ratio"]).all()  # a feed without data is missing everywhere
+    # an unwatched hour's liquidations are missing, not 0; a watched hour without events is 0
+    assert out.loc[hours[10], ["liq_buy_notional", "liq_sell_notional", "liq_count"]].isna().all()
+    assert out.loc[hours[11], ["liq_buy_notional", "liq_sell_notional", "liq_count"]].tolist() == [0.0, 0.0, 0]
+    with pytest.raises(ValueError, match="BTCUSDT: liquidations_watched"):
+        align("BTCUSDT", hours, bars, {}, liq, watched[:-1])
 
 
 def test_market_aligned_asset_on_the_warehouse(warehouse_url):
@@ -156,6 +163,10 @@ def test_market_aligned_asset_on_the_warehouse(warehouse_url):
     assert count(warehouse_url, "SELECT max(oi_staleness_h) FROM market_aligned") == 2.0
     assert count(warehouse_url, "SELECT count(*) FROM market_aligned WHERE open_interest IS NULL") == 0
     assert count(warehouse_url, "SELECT max(funding_staleness_h) FROM market_aligned") <= 9.0
+    # the synthetic source covers every hour it generates: no liquidation value is missing
+    assert count(warehouse_url, "SELECT count(*) FROM market_aligned WHERE liq_count IS NULL") == 0
+    assert count(warehouse_url, "SELECT count(*) FROM market_aligned WHERE liq_count > 0") > 0
+    assert count(warehouse_url, "SELECT count(DISTINCT symbol) FROM liquidation_watch WHERE venue = 'synthetic'") == 4
     # the derivatives family from the stored grid
     run_assets(["ml_features_derivatives"], warehouse_url, partition_key="2024-03-02", instance=instance)
     from pipeline_assets.features.families import FAMILIES

@@ -4,10 +4,13 @@ open interest, liquidations and long/short ratio of the perpetual of each config
 From the synthetic market they are generated consistently with its bars for any past day; from an
 exchange (PIPELINE_MARKET_SOURCE=exchange) funding, open interest and long/short ratio come from
 the perpetual of each coin through ccxt (exchanges keep about 30 days of open interest and
-long/short history; older hours are missing and reported), liquidations have no public history
-(reported per symbol). A CSV source has no derivatives feeds: those runs store nothing and say
-so. Rows that break their contract go to quarantine with the reason; a blocking check re-validates
-what was stored."""
+long/short history; older hours are missing and reported), liquidations have no public history:
+they are collected forward from the exchange's websocket (``python -m pipeline_assets
+liquidations``, sources/liquidation_stream.py) and the asset reads what was collected for its
+hours, reporting per day the hours the stream watched and those it did not (not fatal). The
+synthetic source records full coverage (liquidation_watch) for the hours it generates. A CSV
+source has no derivatives feeds: those runs store nothing and say so. Rows that break their
+contract go to quarantine with the reason; a blocking check re-validates what was stored."""
 
 from datetime import timedelta
 
@@ -27,10 +30,12 @@ from pipeline_assets.assets._common import (
 from pipeline_assets.assets.ingestion import raw_ohlcv
 from pipeline_assets.contracts.derivatives import DERIVATIVE_CONTRACTS, validate_feed
 from pipeline_assets.features import aligned
+from pipeline_assets.features.watch_coverage import UNWATCHED_REASON, unwatched_runs, watched_hours
 from pipeline_assets.partitions import SYMBOLS, symbol_day_key
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
 from pipeline_assets.sources.base import SourceDataMissing, SourceError
 from pipeline_assets.sources.derivatives import ExchangeDerivatives, SyntheticDerivatives
+from pipeline_assets.store import liquidations as liquidation_store
 from pipeline_assets.store.frames import read_frame, upsert_frame
 from pipeline_assets.store.quarantine import replace_quarantine_many
 from pipeline_assets.store.warehouse import read_ohlcv
@@ -82,6 +87,9 @@ def derivative_asset(feed: str):
                 metadata={"rows_in_run": MetadataValue.int(0), "note": MetadataValue.text(note)},
                 check_results=[AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata={"note": note})],
             )
+        if market.ohlcv_source == "exchange" and feed == "liquidations":
+            # nothing to fetch: the websocket collector stored the events and its coverage
+            return _collected_liquidations(context, warehouse, window, end, f"{market.exchange_id}:swap")
         if market.ohlcv_source == "exchange":
             source = ExchangeDerivatives(market.exchange("swap"))
             source_name, venue = source.source.name, source.venue
@@ -117,6 +125,16 @@ def derivative_asset(feed: str):
         with warehouse.transaction() as conn:
             stats = upsert_frame(conn, contract.table, rows, list(contract.key), changed_by_day="ts")
             quarantined = sum(replace_quarantine_many(conn, contract.table, rejected_by_key).values())
+            if feed == "liquidations":
+                # the synthetic market generates every hour of the run: all of them are watched
+                liquidation_store.write_coverage(
+                    conn,
+                    pd.DataFrame(
+                        {"symbol": list(SYMBOLS), "venue": venue, "market_type": "synthetic",
+                         "watched_from": window.start, "watched_until": end, "ended_by": "generated",
+                         "source": source_name}
+                    ),
+                )  # fmt: skip
             stored = read_frame(
                 conn,
                 f"SELECT {', '.join(columns)} FROM {contract.table} WHERE ts >= %s AND ts < %s ORDER BY symbol, ts",
@@ -146,6 +164,68 @@ def derivative_asset(feed: str):
         )
 
     return _asset
+
+
+def _collected_liquidations(context, warehouse, window, end, venue: str) -> MaterializeResult:
+    """raw_liquidations on an exchange: the events the websocket collector stored for the run's
+    hours, and per day and symbol the hours it watched; unwatched hours are reported with the
+    reason (their liquidation values are missing downstream), never fatal, never invented."""
+    contract = DERIVATIVE_CONTRACTS["liquidations"]
+    hours = pd.date_range(window.start, end, freq="h", inclusive="left")
+    with warehouse.transaction() as conn:
+        events = liquidation_store.read_events(conn, list(SYMBOLS), window.start, end, venue)
+        coverage = liquidation_store.read_coverage(conn, list(SYMBOLS), window.start, end)
+    coverage = coverage[coverage["venue"] == venue]
+    day_of_hour = hours.strftime("%Y-%m-%d")
+    event_days = events["ts"].dt.strftime("%Y-%m-%d") if len(events) else pd.Series([], dtype=str)
+    per_day = {d: {"watched": {}, "unwatched": {}} for d in window.days}
+    unwatched_by_symbol = {}
+    for symbol in SYMBOLS:
+        watched = watched_hours(coverage[coverage["symbol"] == symbol], hours)
+        for day in window.days:
+            in_day = day_of_hour == day
+            per_day[day]["watched"][symbol] = int(watched[in_day].sum())
+            if (~watched[in_day]).any():
+                runs = unwatched_runs(hours[in_day], watched[in_day])
+                per_day[day]["unwatched"][symbol] = {
+                    "hours": int((~watched[in_day]).sum()), "runs": runs, "reason": UNWATCHED_REASON,
+                }  # fmt: skip
+        if (~watched).any():
+            unwatched_by_symbol[symbol] = {"hours": int((~watched).sum()), "reason": UNWATCHED_REASON}
+    add_day_metadata(
+        context,
+        {
+            d: {
+                "rows": MetadataValue.int(int((event_days == d).sum())),
+                "watched_hours": MetadataValue.json(per_day[d]["watched"]),
+                "unwatched_hours": MetadataValue.json(per_day[d]["unwatched"]),
+            }
+            for d in window.days
+        },
+    )
+    broken = {name: int(mask.sum()) for name, mask in contract.violations(events).items() if mask.any()}
+    note = (
+        "exchanges publish no liquidation history: events are collected forward from the websocket "
+        "(python -m pipeline_assets liquidations); this run reads what was collected for its hours"
+    )
+    return MaterializeResult(
+        metadata=run_metadata(
+            context,
+            window,
+            {
+                "rows_in_run": MetadataValue.int(len(events)),
+                "rows_changed": MetadataValue.int(0),
+                "venue": venue,
+                "hours_unwatched": MetadataValue.json(unwatched_by_symbol),
+                "note": MetadataValue.text(note),
+            },
+        ),
+        check_results=[
+            AssetCheckResult(
+                check_name=CONTRACT_CHECK, passed=not broken, metadata={"violations": MetadataValue.json(broken)}
+            )
+        ],
+    )
 
 
 raw_funding_rates = derivative_asset("funding")
@@ -191,8 +271,13 @@ def market_aligned(context: AssetExecutionContext, warehouse: WarehouseResource)
             "WHERE ts >= %s AND ts < %s ORDER BY symbol, ts",
             (window.start, end),
         )
+        coverage = liquidation_store.read_coverage(conn, list(SYMBOLS), window.start, end)
     frames = []
+    unwatched = {}
     for symbol in SYMBOLS:
+        watched = watched_hours(coverage[coverage["symbol"] == symbol], hours)
+        if (~watched).any():
+            unwatched[symbol] = {"hours": int((~watched).sum()), "reason": UNWATCHED_REASON}
         frames.append(
             aligned.align(
                 symbol,
@@ -200,6 +285,7 @@ def market_aligned(context: AssetExecutionContext, warehouse: WarehouseResource)
                 bars[bars["symbol"] == symbol],
                 {feed: f[f["symbol"] == symbol] for feed, f in feeds.items()},
                 liquidations[liquidations["symbol"] == symbol],
+                watched,
             )
         )
     rows = pd.concat(frames, ignore_index=True)
@@ -207,12 +293,14 @@ def market_aligned(context: AssetExecutionContext, warehouse: WarehouseResource)
         stats = upsert_frame(conn, "market_aligned", rows, ["symbol", "ts"], changed_by_day="ts")
     by_day = rows.groupby(rows["ts"].dt.strftime("%Y-%m-%d"))["bar_missing"]
     missing, per_day = by_day.sum(), by_day.size()
+    unwatched_per_day = rows["liq_count"].isna().groupby(rows["ts"].dt.strftime("%Y-%m-%d")).sum()
     add_day_metadata(
         context,
         {
             d: {
                 "rows": MetadataValue.int(int(per_day.get(d, 0))),
                 "hours_without_bar": MetadataValue.int(int(missing.get(d, 0))),
+                "liquidation_hours_unwatched": MetadataValue.int(int(unwatched_per_day.get(d, 0))),
             }
             for d in window.days
         },
@@ -227,6 +315,8 @@ def market_aligned(context: AssetExecutionContext, warehouse: WarehouseResource)
                 "rows_changed": MetadataValue.int(stats.inserted + stats.updated),
                 "hours_without_bar": MetadataValue.int(int(rows["bar_missing"].sum())),
                 "missing_or_stale_values": MetadataValue.json(stale),
+                # liquidation values of these hours are NULL: the stream did not watch all of the hour
+                "liquidation_unwatched_by_symbol": MetadataValue.json(unwatched),
             },
         )
     )

@@ -103,6 +103,19 @@ def family_asset(family: FeatureFamily):
                     **stats_metadata(stats),
                     "feature_set_id": family.feature_set_id,
                     "rows_with_nan": MetadataValue.int(int(incomplete.sum())),
+                    **(
+                        {
+                            "nan_by_column": MetadataValue.json(
+                                {
+                                    column: {"rows": int(rows[column].isna().sum()), "reason": reason}
+                                    for column, reason in family.nan_reasons
+                                    if rows[column].isna().any()
+                                }
+                            )
+                        }
+                        if family.nan_reasons
+                        else {}
+                    ),
                     "symbol_days_without_bars": symbol_day_table(missing),
                 },
             )

@@ -1,7 +1,9 @@
 """The aligned hourly grid: per symbol and closed hour t, the bar and each derivatives feed's
 latest value whose availability time is <= t + 1h (the bar's close), with its staleness in hours
 (t + 1h - the value's event time); a value staler than the feed's maximum is missing (NULL),
-never carried forward. Liquidations are summed over events of the hour known by its close.
+never carried forward. Liquidations are summed over events of the hour known by its close, for
+hours the liquidation stream watched entirely (features/watch_coverage.py); an hour it did not
+watch has NULL (missing) liquidation values, and 0 means watched with no event.
 Hours without a bar are rows with ``bar_missing`` and no prices."""
 
 from __future__ import annotations
@@ -30,11 +32,20 @@ def max_staleness(feed: str) -> float:
 
 
 def align(
-    symbol: str, hours: pd.DatetimeIndex, bars: pd.DataFrame, feeds: dict[str, pd.DataFrame], liquidations: pd.DataFrame
+    symbol: str,
+    hours: pd.DatetimeIndex,
+    bars: pd.DataFrame,
+    feeds: dict[str, pd.DataFrame],
+    liquidations: pd.DataFrame,
+    liquidations_watched: np.ndarray,
 ) -> pd.DataFrame:
     """Rows for ``hours`` (bar open times) of one symbol. ``bars``: ts, open..volume; ``feeds``:
     feed -> frame with ts, available_at and the value column; ``liquidations``: ts, available_at,
-    side, size, price."""
+    side, size, price; ``liquidations_watched``: per hour, whether the liquidation stream covered
+    all of it (else the hour's liquidation values are missing)."""
+    watched = np.asarray(liquidations_watched, dtype=bool)
+    if watched.shape != (len(hours),):
+        raise ValueError(f"{symbol}: liquidations_watched has shape {watched.shape}, expected ({len(hours)},)")
     grid = pd.DataFrame({"ts": hours})
     grid["close_time"] = grid["ts"] + pd.Timedelta(hours=1)
     out = grid.merge(bars[["ts", "open", "high", "low", "close", "volume"]], on="ts", how="left")
@@ -66,4 +77,8 @@ def align(
     out["liq_buy_notional"] = out["ts"].map(sums["buy"]).fillna(0.0).to_numpy() if len(sums) else 0.0
     out["liq_sell_notional"] = out["ts"].map(sums["sell"]).fillna(0.0).to_numpy() if len(sums) else 0.0
     out["liq_count"] = out["ts"].map(counts).fillna(0).astype(np.int64).to_numpy() if len(counts) else 0
+    for column in ("liq_buy_notional", "liq_sell_notional"):
+        out[column] = np.where(watched, out[column].astype("float64"), np.nan)
+    out["liq_count"] = pd.array(np.where(watched, out["liq_count"], 0), dtype="Int64")
+    out.loc[~watched, "liq_count"] = pd.NA
     return out.assign(symbol=symbol)[["symbol", "ts", *ALIGNED_COLUMNS]]

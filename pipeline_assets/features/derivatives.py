@@ -5,7 +5,8 @@ close (the grid joined each feed by availability time), stale values already mis
   are present; NaN with fewer than 24);
 - ``oi_change_24h``: log of open interest now over 24 hours before;
 - ``liq_imbalance_24h``: (buy - sell) / (buy + sell) liquidation notional over 24 hours, 0 when
-  none;
+  the 24 hours were watched without a liquidation, NaN when any of them was not watched by the
+  liquidation stream (its values are NULL in the grid: missing, never taken as 0);
 - ``log_long_short_ratio``;
 - the staleness of each feed in hours (NaN when never seen), so a model can discount old values.
 Rolling windows only (no recursion): rows of a day depend on the LOOKBACK_HOURS before it."""
@@ -31,6 +32,14 @@ DERIVATIVE_COLUMNS: tuple[str, ...] = (
 )
 DERIVATIVE_PARAMS: dict = {"funding_z_hours": 720, "funding_z_min": 24, "oi_change_hours": 24, "liq_hours": 24}
 DERIVATIVE_VERSION = 1
+NAN_REASONS = {
+    "liq_imbalance_24h": "an hour of its 24-hour window was not watched by the liquidation stream (NULL in "
+    "market_aligned: missing, not 0) or has no grid row",
+    "funding_rate": "no funding value known within the maximum staleness",
+    "funding_z_30d": "fewer than 24 funding values in its 720-hour window",
+    "oi_change_24h": "open interest missing or stale now or 24 hours before",
+    "log_long_short_ratio": "no long/short ratio known within the maximum staleness",
+}
 LOOKBACK_HOURS = 720
 DERIVATIVE_SET_ID = content_id(
     f"deriv-v{DERIVATIVE_VERSION}",
@@ -50,7 +59,7 @@ def compute_derivative_features(grid: pd.DataFrame) -> pd.DataFrame:
     sell = g["liq_sell_notional"].astype("float64").rolling(24, min_periods=24).sum()
     with np.errstate(invalid="ignore", divide="ignore"):
         imbalance = np.where(buy + sell > 0, (buy - sell) / (buy + sell), 0.0)
-        imbalance = np.where(buy.isna(), np.nan, imbalance)
+        imbalance = np.where(buy.isna() | sell.isna(), np.nan, imbalance)
         out = pd.DataFrame(
             {
                 "ts": g["ts"],

@@ -41,6 +41,8 @@ class FeatureFamily:
     # columns whose NULLs a model may see (a family that is absent for some rows, like sentiment)
     description: str = ""
     extra_columns: tuple[str, ...] = field(default_factory=tuple)  # stored diagnostics, not features
+    # why a column can be NaN (reported with the NaN count per column in the asset's metadata)
+    nan_reasons: tuple[tuple[str, str], ...] = ()
 
     @property
     def sql_columns(self) -> tuple[str, ...]:
@@ -199,6 +201,7 @@ DERIVATIVES = FeatureFamily(
     compute_days=derivative_features.derivative_days,
     description="Funding rate and its 30-day z-score, open-interest change, liquidation imbalance, long/short "
     "ratio, each with its staleness, from the aligned grid.",
+    nan_reasons=tuple(derivative_features.NAN_REASONS.items()),
 )
 FAMILIES: dict[str, FeatureFamily] = {f.name: f for f in (OHLCV, OHLCV_EXT, SENTIMENT, MTF, CROSS_ASSET, DERIVATIVES)}
 # Families whose columns the models see (in this order); adding one changes the model feature set.

@@ -12,9 +12,9 @@ values for an hour:
 - liquidations: forced orders on hours whose range exceeds 1.5x the recent average range, on the
   side that moved against positions (a fall liquidates longs: side sell), priced inside the bar,
   known at the event time.
-Exchanges (ccxt) are not wired for these feeds yet: their REST histories are short (funding,
-open interest and long/short about 30 days; liquidations none), and the exchange source for
-them is future work.
+Exchanges (ccxt, ExchangeDerivatives below) keep short REST histories (funding, open interest
+and long/short about 30 days) and none of liquidations: those are collected forward from the
+websocket (sources/liquidation_stream.py).
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ class ExchangeDerivatives:
     short histories (open interest and long/short ratio about 30 days): older hours come back
     empty and the asset reports them missing; the pipeline collects forward on its hourly run.
     Liquidations have no public REST history (ccxt: fetchLiquidations unsupported on binance):
-    asking for them raises SourceDataMissing, never invented rows."""
+    asking for them here raises SourceDataMissing, never invented rows; they are collected forward
+    from the websocket by ``python -m pipeline_assets liquidations`` (LiquidationCollector)."""
 
     PAGE = 500
 
@@ -209,6 +210,6 @@ class ExchangeDerivatives:
         from pipeline_assets.sources.base import SourceDataMissing
 
         raise SourceDataMissing(
-            f"{self.source.exchange_id} publishes no liquidation history over REST; liquidations are collected "
-            "forward only from its websocket stream, which this pipeline does not run yet"
+            f"{self.source.exchange_id} publishes no liquidation history over REST for {symbol}; liquidations are "
+            "collected forward only from its websocket stream (python -m pipeline_assets liquidations)"
         )

@@ -55,6 +55,7 @@ WAREHOUSE_TABLES = (
     "market_aligned",
     "ml_features_derivatives",
     "raw_sentiment_history",
+    "liquidation_watch",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
