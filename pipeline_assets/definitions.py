@@ -29,6 +29,7 @@ from pipeline_assets.assets.models import (
     walk_forward_report,
 )
 from pipeline_assets.assets.patterns import ml_patterns
+from pipeline_assets.assets.returns import ml_return_predictions, return_model_ridge
 from pipeline_assets.assets.state_vectors import ml_state_vectors, raw_orderbook
 from pipeline_assets.automation.alerts import failed_check_alert_sensor, failed_run_alert_sensor
 from pipeline_assets.automation.jobs import (
@@ -66,10 +67,12 @@ ASSETS = [
     training_dataset,
     direction_model_xgboost,
     direction_model_linear,
+    return_model_ridge,
     online_model_river,
     walk_forward_report,
     ml_predictions,
     ml_ensemble_predictions,
+    ml_return_predictions,
     trading_signals,
     dashboard_data,
     model_performance,
@@ -99,6 +102,7 @@ INGESTION_ASSET_NAMES = (
 INFERENCE_ASSET_NAMES = (
     "ml_predictions",
     "ml_ensemble_predictions",
+    "ml_return_predictions",
     "trading_signals",
     "dashboard_data",
     "model_performance",

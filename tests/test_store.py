@@ -52,6 +52,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_database):
         "0040_market_aligned_hypertable.timescale.sql",
         "0042_derivative_features_hypertable.timescale.sql",
         "0044_headline_revisions_hypertable.timescale.sql",
+        "0050_ml_return_predictions_hypertable.timescale.sql",
     }
     second = migrate(fresh_database)
     # skipped Timescale files stay skipped (and are retried) while the server has no TimescaleDB

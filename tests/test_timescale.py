@@ -45,6 +45,7 @@ TIME_SERIES_TABLES = {
     "market_aligned",
     "ml_features_derivatives",
     "raw_sentiment_history",
+    "ml_return_predictions",
 }
 
 

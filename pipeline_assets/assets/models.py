@@ -57,7 +57,7 @@ class TrainingConfig(Config):
     )
 
 
-RETRAINED_MODELS = ("direction_model_xgboost", "direction_model_linear")
+RETRAINED_MODELS = ("direction_model_xgboost", "direction_model_linear", "return_model_ridge")
 
 
 def retrain_run_config(
@@ -181,12 +181,13 @@ def load_training_dataset(warehouse: WarehouseResource, config: TrainingConfig, 
     return dataset
 
 
-def decide_promotion(context, conn, candidate, test_rows, predict_candidate, predict_with_artifact):
+def decide_promotion(context, conn, candidate, test_rows, predict_candidate, predict_with_artifact, compare=None):
     """Champion/challenger for ``candidate`` (a registered model): the first valid model of its
     name becomes champion; a champion of another feature set gives way; otherwise the candidate
     must beat the champion significantly on test rows the champion never trained on
-    (ml/promotion.py). A champion whose artifact fails verification is retired first. The
-    decision and its figures go to model_promotion_decisions. Returns (candidate, decision)."""
+    (ml/promotion.py, log loss; a regressor passes its own ``compare(rows, candidate, champion,
+    level)``). A champion whose artifact fails verification is retired first. The decision and its
+    figures go to model_promotion_decisions. Returns (candidate, decision)."""
     model_name = candidate.model_name
     current = registry.champion(conn, model_name)
     level = promotion_level()
@@ -207,14 +208,22 @@ def decide_promotion(context, conn, candidate, test_rows, predict_candidate, pre
     else:
         unseen = test_rows[test_rows["ts"] > pd.Timestamp(current.labels_matured_until)]
         _, artifact = registry.load_artifact(conn, current.model_id)
-        empty = np.empty((0, 3))
-        decision = promotion.compare(
-            unseen,
-            predict_candidate(unseen) if len(unseen) else empty,
-            predict_with_artifact(artifact, unseen) if len(unseen) else empty,
-            HORIZON_HOURS,
-            level,
-        )
+        if compare is not None:
+            decision = compare(
+                unseen,
+                predict_candidate(unseen) if len(unseen) else np.empty(0),
+                predict_with_artifact(artifact, unseen) if len(unseen) else np.empty(0),
+                level,
+            )
+        else:
+            empty = np.empty((0, 3))
+            decision = promotion.compare(
+                unseen,
+                predict_candidate(unseen) if len(unseen) else empty,
+                predict_with_artifact(artifact, unseen) if len(unseen) else empty,
+                HORIZON_HOURS,
+                level,
+            )
     if decision.promote:
         candidate = registry.promote_model(conn, candidate.model_id)
     conn.execute(
