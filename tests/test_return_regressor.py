@@ -173,5 +173,25 @@ def test_promotion_needs_a_significant_improvement(planted):
 
 def test_too_few_rows_name_the_horizon():
     features, bars = _market(3, planted=True)
-    with pytest.raises(TrainingError, match=r"24h: \d+ rows .* need at least 5000"):
+    with pytest.raises(TrainingError, match=r"no horizon could be trained: 24h: \d+ rows .* need at least 5000"):
         _train(features, bars, min_rows=5000, horizons=(24,))
+
+
+def test_a_horizon_without_enough_rows_is_left_out_and_said_so(planted):
+    features, bars, targets, _ = planted
+    # 1h and 4h have 2 x 1438 and 2 x 1435 matured rows, 24h only 2 x 1415
+    trained = rr.train_return_model(features, targets, rr.RidgeTrainingParams(min_rows=2850))
+    assert set(trained.model.horizons) == {1, 4} and set(trained.metrics["horizons"]) == {"1", "4"}
+    assert trained.metrics["skipped_horizons"] == {
+        "24": "24h: 2830 rows with complete features and a matured target; need at least 2850"
+    }
+    assert trained.metrics["beats_baselines"] is False
+    assert trained.metrics["verdict"] == (
+        "beats its baselines on 1h, 4h; not trained: 24h: 2830 rows with complete features and a matured "
+        "target; need at least 2850"
+    )
+    restored = rr.deserialize(trained.artifact)
+    rows = trained.test.assign(horizon_hours=24)
+    assert np.isnan(rr.predict_rows(restored, rows, strict=False)).all()
+    with pytest.raises(TrainingError, match=r"model has no 24h horizon \(has \[1, 4\]\)"):
+        rr.predict_rows(restored, rows)

@@ -103,7 +103,10 @@ def return_baseline_table(metrics: dict) -> str:
                     "model_ic_minus (95% CI)": "" if name == "model" else _interval(diff.get(f"ic_minus_{name}")),
                 }
             )
-    verdicts = "\n".join(f"- {e['test_vs_baselines']['verdict']}" for e in metrics["horizons"].values())
+    verdicts = "\n".join(
+        [f"- {e['test_vs_baselines']['verdict']}" for e in metrics["horizons"].values()]
+        + [f"- not trained: {reason}" for reason in metrics.get("skipped_horizons", {}).values()]
+    )
     return pd.DataFrame(rows).to_markdown(index=False) + f"\n\n{verdicts}\n\nOverall: the model {metrics['verdict']}"
 
 
@@ -186,7 +189,7 @@ def return_model_ridge(context: AssetExecutionContext, config: TrainingConfig, w
             candidate,
             trained.test,
             lambda rows: rr.predict_rows(trained.model, rows),
-            lambda artifact, rows: rr.predict_rows(rr.deserialize(artifact), rows),
+            lambda artifact, rows: rr.predict_rows(rr.deserialize(artifact), rows, strict=False),
             compare=lambda rows, new, old, level: rr.compare_for_promotion(rows, new, old, level, variance),
         )
     table = return_baseline_table(trained.metrics)
@@ -208,6 +211,7 @@ def return_model_ridge(context: AssetExecutionContext, config: TrainingConfig, w
             "training_dataset_id": MetadataValue.int(dataset.dataset_id),
             "labels_matured_until": MetadataValue.text(trained.labels_matured_until.isoformat()),
             "per_horizon": MetadataValue.json(per_horizon),
+            "horizons_not_trained": MetadataValue.json(trained.metrics["skipped_horizons"]),
             "beats_baselines": MetadataValue.bool(bool(trained.metrics["beats_baselines"])),
             "verdict": MetadataValue.text(trained.metrics["verdict"]),
             "held_out_vs_baselines": MetadataValue.md(table),

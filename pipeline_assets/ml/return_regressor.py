@@ -198,11 +198,14 @@ def predict(model: ReturnModel, frame: pd.DataFrame, horizon: int) -> np.ndarray
     return _x(model.feature_columns, part.scaler, frame) @ part.coef + part.intercept
 
 
-def predict_rows(model: ReturnModel, rows: pd.DataFrame) -> np.ndarray:
-    """Predictions for a long frame with a ``horizon_hours`` column, aligned with its rows."""
+def predict_rows(model: ReturnModel, rows: pd.DataFrame, strict: bool = True) -> np.ndarray:
+    """Predictions for a long frame with a ``horizon_hours`` column, aligned with its rows. With
+    ``strict=False`` rows of a horizon the model lacks get NaN instead of an error."""
     out = np.full(len(rows), np.nan)
     horizons = rows["horizon_hours"].to_numpy()
     for horizon in np.unique(horizons):
+        if not strict and int(horizon) not in model.horizons:
+            continue
         mask = horizons == horizon
         out[mask] = predict(model, rows[mask], int(horizon))
     return out
@@ -377,18 +380,25 @@ def metrics_with_baselines(
     }
 
 
-def overall_verdict(per_horizon: dict[int, dict]) -> tuple[bool, str]:
+def overall_verdict(per_horizon: dict[int, dict], skipped: dict[str, str] | None = None) -> tuple[bool, str]:
+    """(beats on every horizon it was asked for, plain sentence). A horizon left out for lack of
+    rows counts as not beating."""
+    skipped = skipped or {}
     winners = [h for h, m in per_horizon.items() if m["beats_baselines"]]
     losers = [h for h, m in per_horizon.items() if not m["beats_baselines"]]
-    if not losers:
+    note = "; not trained: " + "; ".join(skipped.values()) if skipped else ""
+    if not losers and not skipped:
         return True, "beats its baselines on every horizon (" + ", ".join(f"{h}h" for h in winners) + ")"
     if not winners:
-        return False, "does not beat its baselines on any horizon (" + ", ".join(f"{h}h" for h in losers) + ")"
+        return False, "does not beat its baselines on any horizon (" + ", ".join(f"{h}h" for h in losers) + ")" + note
+    if not losers:
+        return False, "beats its baselines on " + ", ".join(f"{h}h" for h in winners) + note
     return False, (
         "beats its baselines on "
         + ", ".join(f"{h}h" for h in winners)
         + "; does not beat them on "
         + ", ".join(f"{h}h" for h in losers)
+        + note
     )
 
 
@@ -415,19 +425,31 @@ def train_return_model(
     missing = [c for c in columns if c not in features.columns]
     if missing:
         raise TrainingError(f"training frame lacks feature column(s) {missing}")
-    horizon_models, estimators, metrics, tests = {}, {}, {}, []
+    horizon_models, estimators, metrics, tests, skipped = {}, {}, {}, [], {}
     used_ts, matured = [], []
     for horizon in params.horizons:
         frame = training_frame(features, targets, horizon)
+        # Too little history for one horizon (a long horizon loses its last h hours to maturity and
+        # h + 1 hours at each purged boundary) leaves that horizon out, stated in the metrics and
+        # the verdict; the model fails only when no horizon can be trained.
         if len(frame) < params.min_rows:
-            raise TrainingError(
+            skipped[str(horizon)] = (
                 f"{horizon}h: {len(frame)} rows with complete features and a matured target; "
                 f"need at least {params.min_rows}"
             )
+            continue
         split = purged_time_split(frame, params.validation_fraction, params.test_fraction)
-        for name, part in (("train", split.train), ("validation", split.validation), ("test", split.test)):
-            if part.empty:
-                raise TrainingError(f"{horizon}h: {name} slice is empty")
+        empty = [
+            n
+            for n, part in (("train", split.train), ("validation", split.validation), ("test", split.test))
+            if part.empty
+        ]
+        if empty:
+            skipped[str(horizon)] = (
+                f"{horizon}h: {' and '.join(empty)} slice empty after purging {split.purged_rows} rows whose "
+                f"{horizon}h target overlaps the next slice; widen the training window"
+            )
+            continue
         scaler = scalers.fit(split.train, columns, kind=params.scaler_kind)
         x_train = _x(columns, scaler, split.train)
         y_train = split.train["forward_log_return"].to_numpy(dtype=np.float64)
@@ -471,7 +493,9 @@ def train_return_model(
         used = pd.concat([split.train, split.validation, split.test])
         used_ts.append(used["ts"])
         matured.append(used["matured_at"].max())
-    beats, verdict = overall_verdict({int(h): m["test_vs_baselines"] for h, m in metrics.items()})
+    if not metrics:
+        raise TrainingError("no horizon could be trained: " + "; ".join(skipped.values()))
+    beats, verdict = overall_verdict({int(h): m["test_vs_baselines"] for h, m in metrics.items()}, skipped)
     model = ReturnModel(
         tuple(columns),
         horizon_models,
@@ -484,6 +508,7 @@ def train_return_model(
         artifact=serialize(model),
         metrics={
             "horizons": metrics,
+            "skipped_horizons": skipped,
             "beats_baselines": beats,
             "verdict": verdict,
             "target_set_id": TARGET_SET_ID,
@@ -512,6 +537,15 @@ def compare_for_promotion(
     on. Per row the squared-error difference candidate - champion, divided by the horizon's
     training variance of the target (so a 24h return does not drown a 1h one), averaged over the
     horizons of each (symbol, ts); promotion needs the moving-block interval's upper bound below 0."""
+    candidate_predictions = np.asarray(candidate_predictions, dtype=np.float64)
+    champion_predictions = np.asarray(champion_predictions, dtype=np.float64)
+    # horizons only one of the two models has are not compared
+    both = ~np.isnan(candidate_predictions) & ~np.isnan(champion_predictions)
+    rows, candidate_predictions, champion_predictions = (
+        rows[both],
+        candidate_predictions[both],
+        champion_predictions[both],
+    )
     n = len(rows)
     if n < MIN_ROWS:
         return PromotionDecision(False, f"only {n} unseen rows (< {MIN_ROWS}): the champion stays", n, level)
