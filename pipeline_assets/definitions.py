@@ -31,6 +31,7 @@ from pipeline_assets.assets.models import (
 )
 from pipeline_assets.assets.pattern_model import direction_model_patterns
 from pipeline_assets.assets.patterns import ml_patterns
+from pipeline_assets.assets.returns import ml_return_predictions, return_model_ridge
 from pipeline_assets.assets.state_vectors import ml_state_vectors, raw_orderbook
 from pipeline_assets.automation.alerts import failed_check_alert_sensor, failed_run_alert_sensor
 from pipeline_assets.automation.jobs import (
@@ -71,10 +72,12 @@ ASSETS = [
     direction_model_xgboost,
     direction_model_linear,
     direction_model_patterns,
+    return_model_ridge,
     online_model_river,
     walk_forward_report,
     ml_predictions,
     ml_ensemble_predictions,
+    ml_return_predictions,
     trading_signals,
     dashboard_data,
     model_performance,
@@ -105,6 +108,7 @@ INGESTION_ASSET_NAMES = (
 INFERENCE_ASSET_NAMES = (
     "ml_predictions",
     "ml_ensemble_predictions",
+    "ml_return_predictions",
     "trading_signals",
     "dashboard_data",
     "model_performance",

@@ -126,6 +126,11 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
             "SELECT count(*), avg((strategy_return > 0)::int), sum(strategy_return) FROM dashboard_data "
             "WHERE position <> 0 AND strategy_return IS NOT NULL"
         ).fetchone()
+        return_model = conn.execute(
+            "SELECT version, status, metrics FROM ml_models_metadata WHERE model_name = 'return_ridge' "
+            "ORDER BY version DESC LIMIT 1"
+        ).fetchone()
+        (return_rows,) = conn.execute("SELECT count(*) FROM ml_return_predictions").fetchone()
         quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
         members = conn.execute(
             "SELECT DISTINCT ON (model_name) model_name, version, status, metrics->'test_vs_baselines' "
@@ -159,6 +164,10 @@ def run_demo(days: int, symbols: list[str], last_day: date, database_url: str, e
         "trades": {"count": trades[0], "hit_rate": _f(trades[1]), "sum_return": _f(trades[2])},
         "online": {"version": online_model[0], **online_model[1]} if online_model else None,
         "online_requests": online_requests,
+        "return_model": {"version": return_model[0], "status": return_model[1], "metrics": return_model[2]}
+        if return_model
+        else None,
+        "return_predictions": return_rows,
         "quarantined": quarantined,
         "members": [
             {"model_name": m[0], "version": m[1], "status": m[2], "test_vs_baselines": m[3]} for m in members if m[3]
@@ -237,7 +246,40 @@ def _print_summary(s: dict, echo) -> None:
             if acc is not None
             else "direction_river: no rows learned"
         )
+    _print_return_model(s.get("return_model"), s.get("return_predictions", 0), echo)
     echo(f"quarantined rows: {s['quarantined']}")
+
+
+def _print_return_model(model: dict | None, predictions: int, echo) -> None:
+    """The forward-return member's held-out metrics per horizon beside its baselines."""
+    if model is None:
+        echo("return_ridge: not trained")
+        return
+    echo(
+        f"return_ridge v{model['version']} ({model['status']}), {predictions} return predictions; held-out test "
+        "slice per horizon beside zero return, training-window mean and persistence of the last matured return:"
+    )
+
+    def fmt(value, spec):
+        return "  n/a " if value is None else format(value, spec)
+
+    for horizon, entry in model["metrics"]["horizons"].items():
+        report = entry["test_vs_baselines"]
+        for name, values in report["metrics"].items():
+            echo(
+                f"  {horizon:>2}h {name:<14} MAE {values['mae']:.6f}  RMSE {values['rmse']:.6f}  "
+                f"IC {fmt(values['ic'], '+.4f')}  hit rate {fmt(values['hit_rate'], '.4f')}"
+            )
+        for name in ("zero_return", "training_mean", "persistence"):
+            diff = report["differences"][f"squared_error_minus_{name}"]
+            echo(
+                f"  {horizon:>2}h model squared error minus {name}: {diff['value']:+.3e} "
+                f"(95% CI {diff['ci95'][0]:+.3e} .. {diff['ci95'][1]:+.3e})"
+            )
+        echo(f"  verdict {report['verdict']}")
+    for reason in model["metrics"].get("skipped_horizons", {}).values():
+        echo(f"  not trained: {reason}")
+    echo(f"  overall: the return model {model['metrics']['verdict']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,7 @@ def test_jobs_select_by_group_and_tag():
         "direction_model_xgboost",
         "direction_model_linear",
         "direction_model_patterns",
+        "return_model_ridge",
     }
 
 

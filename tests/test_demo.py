@@ -39,6 +39,11 @@ def test_demo_materialises_the_whole_graph_and_prints_a_summary(fresh_database, 
     for member in ("direction_linear v1 (champion)", "direction_patterns v1 (champion)"):
         line = next(row for row in out.splitlines() if row.startswith(member))
         assert "held-out log loss" in line and "vs class priors" in line and "baselines" in line, line
+    # the forward-return member beside its baselines, per horizon, with a verdict
+    assert "return_ridge v1 (champion)" in out, out[-3000:]
+    assert " 1h zero_return" in out and " 4h persistence" in out and " 4h training_mean" in out
+    assert " 1h model squared error minus persistence:" in out
+    assert "overall: the return model " in out
     # the demo is one asset backfill: ingestion range, model, inference range, plus the online update
     assert "== demo summary: one asset backfill, 4 Dagster runs in" in out, out[-2000:]
     assert out.count(" SUCCESS ") == 3

@@ -13,7 +13,7 @@ from dagster import DagsterInstance
 from dagster_helpers import count, ingest_days, metadata_of, run_assets
 
 from pipeline_assets.assets.ensemble import ENSEMBLE_NAME
-from pipeline_assets.assets.models import RETRAINED_MODELS, retrain_run_config
+from pipeline_assets.assets.models import retrain_run_config
 from pipeline_assets.ml import linear_model
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.store import models as registry
@@ -25,6 +25,7 @@ FIRST = datetime(2024, 3, 1, tzinfo=UTC)
 DAYS = [(FIRST + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(14)]
 TRAIN_END = datetime(2024, 3, 10, tzinfo=UTC)
 PREDICT = ("2024-03-10", "2024-03-12")
+DIRECTION_MEMBERS = ("direction_model_xgboost", "direction_model_linear", "direction_model_patterns")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def trained(database_url):
     instance = DagsterInstance.ephemeral()
     ingest_days(database_url, DAYS, SYMBOLS, instance)
     run_assets(["ml_patterns"], database_url, instance=instance, partition_range=(DAYS[0], DAYS[-1]))
-    config = retrain_run_config(TRAIN_END, train_days=12, min_rows=200, models=RETRAINED_MODELS)
+    config = retrain_run_config(TRAIN_END, train_days=12, min_rows=200, models=DIRECTION_MEMBERS)
     training = run_assets(
         ["training_dataset", "direction_model_xgboost", "direction_model_linear", "direction_model_patterns"],
         database_url,

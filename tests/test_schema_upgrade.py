@@ -47,7 +47,14 @@ def test_migrations_upgrade_a_populated_warehouse_of_the_previous_schema(fresh_d
     monkeypatch.setenv("PIPELINE_DATABASE_URL", fresh_database)
     run_assets(["raw_ohlcv"], fresh_database, partition_key="2024-03-01", instance=DagsterInstance.ephemeral())
     assert count(fresh_database, "SELECT count(*) FROM raw_ohlcv_history WHERE source = 'old'") == 24
-    for table in ("ml_state_vector_rows", "ml_patterns", "ml_features_mtf", "feature_sets", "raw_orderbook"):
+    for table in (
+        "ml_state_vector_rows",
+        "ml_patterns",
+        "ml_features_mtf",
+        "feature_sets",
+        "raw_orderbook",
+        "ml_return_predictions",
+    ):
         assert count(fresh_database, f"SELECT count(*) FROM {table}") == 0
 
 

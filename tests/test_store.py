@@ -53,6 +53,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_database):
         "0042_derivative_features_hypertable.timescale.sql",
         "0044_headline_revisions_hypertable.timescale.sql",
         "0046_liquidation_watch_hypertable.timescale.sql",
+        "0050_ml_return_predictions_hypertable.timescale.sql",
         "0048_feature_set_key_compression.timescale.sql",
         "0052_shadow_predictions_hypertable.timescale.sql",
     }

@@ -47,6 +47,7 @@ TIME_SERIES_TABLES = {
     "ml_features_derivatives",
     "raw_sentiment_history",
     "liquidation_watch",  # partitioned by watched_from
+    "ml_return_predictions",
 }
 
 

@@ -59,7 +59,12 @@ class TrainingConfig(Config):
     )
 
 
-RETRAINED_MODELS = ("direction_model_xgboost", "direction_model_linear", "direction_model_patterns")
+RETRAINED_MODELS = (
+    "direction_model_xgboost",
+    "direction_model_linear",
+    "direction_model_patterns",
+    "return_model_ridge",
+)
 
 
 def retrain_run_config(
@@ -207,14 +212,15 @@ def timing_metadata(timings: dict) -> dict:
     }
 
 
-def decide_promotion(context, conn, candidate, test_rows, predict_candidate, predict_with_artifact):
+def decide_promotion(context, conn, candidate, test_rows, predict_candidate, predict_with_artifact, compare=None):
     """Champion/challenger for ``candidate`` (a registered model): the first valid model of its
     name becomes champion; a champion of another feature set gives way; otherwise the candidate
     must beat the champion significantly on test rows the champion never trained on
     (ml/promotion.py), predicted by the candidate's validated model (``predict_candidate``: fitted
     on the train slice only, since the registered refit saw the test rows). A candidate that does
     not win becomes a challenger (shadow predictions, challenger_review). A champion whose artifact
-    fails verification is retired first. The decision and its figures go to
+    fails verification is retired first. The comparison is ml/promotion.py's log loss; a regressor
+    passes its own ``compare(rows, candidate, champion, level)``. The decision and its figures go to
     model_promotion_decisions (basis 'held_out'). Returns (candidate, decision)."""
     model_name = candidate.model_name
     current = registry.champion(conn, model_name)
@@ -236,14 +242,22 @@ def decide_promotion(context, conn, candidate, test_rows, predict_candidate, pre
     else:
         unseen = test_rows[test_rows["ts"] > pd.Timestamp(current.labels_matured_until)]
         _, artifact = registry.load_artifact(conn, current.model_id)
-        empty = np.empty((0, 3))
-        decision = promotion.compare(
-            unseen,
-            predict_candidate(unseen) if len(unseen) else empty,
-            predict_with_artifact(artifact, unseen) if len(unseen) else empty,
-            HORIZON_HOURS,
-            level,
-        )
+        if compare is not None:
+            decision = compare(
+                unseen,
+                predict_candidate(unseen) if len(unseen) else np.empty(0),
+                predict_with_artifact(artifact, unseen) if len(unseen) else np.empty(0),
+                level,
+            )
+        else:
+            empty = np.empty((0, 3))
+            decision = promotion.compare(
+                unseen,
+                predict_candidate(unseen) if len(unseen) else empty,
+                predict_with_artifact(artifact, unseen) if len(unseen) else empty,
+                HORIZON_HOURS,
+                level,
+            )
     if decision.promote:
         candidate = registry.promote_model(conn, candidate.model_id)
     else:

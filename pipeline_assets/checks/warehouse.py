@@ -21,7 +21,13 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetSpec, MetadataVal
 from pipeline_assets.contracts.ohlcv import WARNING_RULES, rule_violations
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.resources import WarehouseResource
-from pipeline_assets.store.warehouse import latest_ts_by_symbol, read_leaking_predictions, read_ohlcv, read_symbols
+from pipeline_assets.store.warehouse import (
+    latest_ts_by_symbol,
+    read_leaking_predictions,
+    read_leaking_return_predictions,
+    read_ohlcv,
+    read_symbols,
+)
 
 warehouse_tables = AssetSpec(
     "warehouse",
@@ -73,16 +79,29 @@ def raw_ohlcv_contract_scan(warehouse: WarehouseResource) -> AssetCheckResult:
 
 @asset_check(
     asset=warehouse_tables.key,
-    description="No stored prediction (champion or shadow challenger row) comes from a model whose training "
+    description="No stored prediction (ml_predictions with its shadow challenger rows, ml_return_predictions) "
+    "comes from a model whose training "
     "labels matured at or after its hour.",
 )
 def ml_predictions_leakage_scan(warehouse: WarehouseResource) -> AssetCheckResult:
     with warehouse.transaction() as conn:
-        leaks = read_leaking_predictions(conn, EARLIEST, LATEST)
-        (rows,) = conn.execute(
-            "SELECT (SELECT count(*) FROM ml_predictions) + (SELECT count(*) FROM ml_shadow_predictions)"
-        ).fetchone()
-    metadata = {"rows_scanned": rows, "violations": len(leaks)}
+        found = {
+            "ml_predictions": read_leaking_predictions(conn, EARLIEST, LATEST),
+            "ml_return_predictions": read_leaking_return_predictions(conn, EARLIEST, LATEST),
+        }
+        scanned = {
+            "ml_predictions": conn.execute(
+                "SELECT (SELECT count(*) FROM ml_predictions) + (SELECT count(*) FROM ml_shadow_predictions)"
+            ).fetchone()[0],
+            "ml_return_predictions": conn.execute("SELECT count(*) FROM ml_return_predictions").fetchone()[0],
+        }
+    leaks = pd.concat([frame.assign(table=table) for table, frame in found.items() if len(frame)] or [pd.DataFrame()])
+    metadata = {
+        "rows_scanned": sum(scanned.values()),
+        "rows_scanned_by_table": MetadataValue.json(scanned),
+        "violations": len(leaks),
+        "violations_by_table": MetadataValue.json({table: len(frame) for table, frame in found.items()}),
+    }
     if len(leaks):
         metadata["first_violations"] = MetadataValue.md(leaks.head(SAMPLE_ROWS).to_markdown(index=False))
     return AssetCheckResult(passed=leaks.empty, severity=AssetCheckSeverity.ERROR, metadata=metadata)

@@ -56,6 +56,7 @@ WAREHOUSE_TABLES = (
     "ml_features_derivatives",
     "raw_sentiment_history",
     "liquidation_watch",
+    "ml_return_predictions",
 )
 
 OHLCV_FEATURE_COLUMNS_SQL = (
@@ -178,6 +179,33 @@ def read_shadow_comparison(
         ORDER BY s.ts, s.symbol
         """,
         (champion_id, matured_by, challenger_id),
+    )
+
+
+def read_leaking_return_predictions(conn: psycopg.Connection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Return predictions in [start, end) made by a model whose training labels matured at or after
+    the predicted hour (the rule of read_leaking_predictions, for ml_return_predictions)."""
+    return read_frame(
+        conn,
+        """
+        SELECT p.symbol, p.ts, p.horizon_hours, p.model_name, p.model_id, m.labels_matured_until
+        FROM ml_return_predictions p JOIN ml_models_metadata m ON m.model_id = p.model_id
+        WHERE p.ts >= %s AND p.ts < %s AND m.labels_matured_until >= p.ts
+        ORDER BY p.ts, p.symbol, p.horizon_hours
+        """,
+        (start, end),
+    )
+
+
+def read_return_predictions(
+    conn: psycopg.Connection, symbols: Sequence[str], start: datetime, end: datetime, model_name: str
+) -> pd.DataFrame:
+    return read_frame(
+        conn,
+        "SELECT symbol, ts, horizon_hours, model_id, predicted_return, matures_at, predicted_at "
+        "FROM ml_return_predictions WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s AND model_name = %s "
+        "ORDER BY symbol, ts, horizon_hours",
+        (list(symbols), start, end, model_name),
     )
 
 
