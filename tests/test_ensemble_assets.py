@@ -261,11 +261,25 @@ def test_a_corrupt_member_trips_its_breaker_and_the_day_still_gets_rows(trained)
         assert len(opened) == 2
         for (state,) in opened:
             assert state["state"] == "open" and "integrity" in state["last_transition"]["reason"] + state["reason"]
-        # no member usable at all: the day falls back to class priors, said per row
+        # no member usable at all: each hour keeps the ensemble's previous row (made when members
+        # were usable, with its own weights set), said per row
+        kept = ens
+        day_end = datetime.fromisoformat(DAY).replace(tzinfo=UTC) + timedelta(days=1)
         with connect(url) as conn, conn.transaction():
             conn.execute(
                 "DELETE FROM ml_predictions WHERE model_name = 'direction_xgboost' AND ts >= %s AND ts < %s",
-                (DAY, datetime.fromisoformat(DAY).replace(tzinfo=UTC) + timedelta(days=1)),
+                (DAY, day_end),
+            )
+        run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_key=DAY)
+        ens = _rows(url, ENSEMBLE_NAME, DAY)
+        assert (ens["fallback_used"] == "previous_champion").all() and len(ens) == 24 * len(SYMBOLS)
+        for column in ("model_id", "prob_sell", "prob_hold", "prob_buy", "weights_id", "members_used"):
+            assert ens[column].tolist() == kept[column].tolist(), column
+        # ... and without a previous row either, the class priors
+        with connect(url) as conn, conn.transaction():
+            conn.execute(
+                "DELETE FROM ml_predictions WHERE model_name = %s AND ts >= %s AND ts < %s",
+                (ENSEMBLE_NAME, DAY, day_end),
             )
         run_assets(["ml_ensemble_predictions"], url, instance=instance, partition_key=DAY)
         ens = _rows(url, ENSEMBLE_NAME, DAY)

@@ -22,8 +22,10 @@
   weights JSON, its labels_matured_until the newest label used), so the leakage check covers
   ensemble rows too. The in-process members' active challengers (registered, not promoted,
   trained before the day) predict the same rows into ``ml_shadow_predictions``, never used here
-  or by signals; the leakage check covers them. With no usable member, the rows fall back to the
-  class priors of the labels matured before the day, with ``fallback_used`` saying so.
+  or by signals; the leakage check covers them. With no usable member, an hour keeps the
+  ensemble's previous row for it (``previous_champion``: stored by an earlier run whose members
+  were usable, with that run's weights set as its model), else falls back to the class priors of
+  the labels matured before the day (``class_priors``); ``fallback_used`` says which.
 """
 
 import contextlib
@@ -234,6 +236,15 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             (window.start - lookback, end),
         )
         detections = read_active_detections(conn, SYMBOLS, window.start, end)
+        # the ensemble's own rows already stored for these hours (from members that were usable
+        # then): the first fallback when no member is usable now
+        previous = read_frame(
+            conn,
+            "SELECT symbol, ts, model_id AS previous_model_id, prob_sell, prob_hold, prob_buy, weights_id, "
+            "members_used FROM ml_predictions WHERE model_name = %s AND fallback_used = 'none' "
+            "AND ts >= %s AND ts < %s ORDER BY ts, symbol",
+            (ENSEMBLE_NAME, window.start, end),
+        )
         states = _load_states(conn)
         records = {member: {} for member in IN_PROCESS}  # member -> day -> model version of that day
         for member, day in ((m, d) for m in IN_PROCESS for d in window.days):
@@ -328,9 +339,15 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
         }
         usable = sorted(m for m in run.predictions if m not in gated)
         weights = ensemble.fit_weights(past[past["member"].isin(usable)], labels, day_start, usable) if usable else None
+        before = previous[(previous["ts"] >= day_start) & (previous["ts"] < day_start + timedelta(days=1))]
         rows = breakers.fallback_chain(
-            keys[["symbol", "ts"]], {m: run.predictions[m] for m in usable}, weights, None, priors
+            keys[["symbol", "ts"]],
+            {m: run.predictions[m] for m in usable},
+            weights,
+            before.drop(columns=["previous_model_id"]) if len(before) else None,
+            priors,
         )
+        rows = rows.merge(before[["symbol", "ts", "previous_model_id"]], on=["symbol", "ts"], how="left")
         fallbacks[day] = rows["fallback_used"].value_counts().to_dict()
         weights_payload = weights.to_dict() if weights is not None else {"class_priors": priors.tolist()}
         weights_models[day] = (weights_payload, weights, day_start, matured)
@@ -365,7 +382,14 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             for day, rows in ensemble_rows:
                 payload, weights, day_start, matured = weights_models[day]
                 model_ids[day] = _register_weights(conn, payload, weights, day_start, matured)
-                frames.append(rows.assign(model_name=ENSEMBLE_NAME, model_id=model_ids[day]))
+                # rows kept from the previous champion ensemble keep the weights set that made them
+                kept = (rows["fallback_used"] == "previous_champion").to_numpy()
+                model_id = np.where(kept, rows["previous_model_id"].fillna(-1).to_numpy(), model_ids[day])
+                frames.append(
+                    rows.drop(columns=["previous_model_id"]).assign(
+                        model_name=ENSEMBLE_NAME, model_id=model_id.astype(np.int64)
+                    )
+                )
             predictions = pd.concat(frames, ignore_index=True)
             predictions["predicted_direction"] = (
                 predictions[PROBABILITIES].to_numpy(dtype=np.float64).argmax(axis=1).astype(np.int16)
