@@ -157,3 +157,20 @@ def test_weights_round_trip_and_bad_inputs_are_named(history):
         ensemble.combine({"flat": bad}, fitted)
     with pytest.raises(ensemble.EnsembleError, match="timezone-aware"):
         ensemble.fit_weights(predictions, labels, pd.Timestamp("2024-03-10"), ["sharp"])
+
+
+def test_accelerated_em_reaches_the_map_weights_of_nearly_alike_members():
+    """Three members, two of them almost the same (plain EM crawls there): the weights satisfy the
+    optimality conditions of the concave MAP objective (equal partial derivatives on the simplex)
+    after few EM steps."""
+    from pipeline_assets.ml.ensemble import _mixture_em
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    base = rng.uniform(0.2, 0.6, n)
+    likelihood = np.column_stack([base, base * rng.uniform(0.995, 1.005, n), rng.uniform(0.1, 0.7, n)])
+    w, steps = _mixture_em(likelihood, prior_rows=1.0, max_iter=10_000, tol=1e-12)
+    assert abs(w.sum() - 1) < 1e-12 and (w > 0).all()
+    gradient = (likelihood / (likelihood @ w)[:, None]).sum(axis=0) + 1.0 / w
+    assert np.ptp(gradient) / gradient.mean() < 1e-6, gradient
+    assert steps < 2_000, steps

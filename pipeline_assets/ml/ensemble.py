@@ -173,19 +173,52 @@ def check_member_frame(member: str, frame: pd.DataFrame) -> None:
         )
 
 
+def _em_step(likelihood: np.ndarray, w: np.ndarray, prior_rows: float) -> np.ndarray:
+    n, m = likelihood.shape
+    mixed = likelihood @ w
+    responsibility_sums = (likelihood * (w / mixed[:, None])).sum(axis=0)
+    new = (responsibility_sums + prior_rows) / (n + m * prior_rows)
+    return new / new.sum()
+
+
+def _objective(likelihood: np.ndarray, w: np.ndarray, prior_rows: float) -> float:
+    return float(np.log(likelihood @ w).sum() + prior_rows * np.log(w).sum())
+
+
 def _mixture_em(likelihood: np.ndarray, prior_rows: float, max_iter: int, tol: float) -> tuple[np.ndarray, int]:
-    """MAP mixture proportions for an (n rows, m members) matrix of p_m(y_i)."""
+    """MAP mixture proportions for an (n rows, m members) matrix of p_m(y_i).
+
+    EM accelerated by SQUAREM (Varadhan & Roland 2008, scheme S3): two EM steps give a direction,
+    a step length extrapolates along it, one more EM step stabilises. An extrapolation that leaves
+    the simplex's interior or lowers the objective is replaced by the plain second EM step, so every
+    iterate is at least as good as plain EM's and the fixed point (the concave objective's unique
+    maximum) is the same; members whose predictions are nearly alike, where plain EM needs
+    thousands of iterations, converge in tens. ``iteration`` counts EM steps."""
     n, m = likelihood.shape
     w = np.full(m, 1.0 / m)
-    for iteration in range(1, max_iter + 1):
-        mixed = likelihood @ w
-        responsibility_sums = (likelihood * (w / mixed[:, None])).sum(axis=0)
-        new = (responsibility_sums + prior_rows) / (n + m * prior_rows)
-        new /= new.sum()
-        if np.max(np.abs(new - w)) < tol:
-            return new, iteration
-        w = new
-    return w, max_iter
+    steps = 0
+    while steps < max_iter:
+        w1 = _em_step(likelihood, w, prior_rows)
+        w2 = _em_step(likelihood, w1, prior_rows)
+        steps += 2
+        if np.max(np.abs(w1 - w)) < tol:
+            return w1, steps - 1
+        r = w1 - w
+        v = (w2 - w1) - r
+        norm_v = float(np.sqrt((v * v).sum()))
+        candidate = w2
+        if norm_v > 0:
+            alpha = min(-1.0, -float(np.sqrt((r * r).sum())) / norm_v)
+            extrapolated = w - 2.0 * alpha * r + alpha * alpha * v
+            if (extrapolated > 0).all():
+                extrapolated = _em_step(likelihood, extrapolated / extrapolated.sum(), prior_rows)
+                steps += 1
+                if _objective(likelihood, extrapolated, prior_rows) >= _objective(likelihood, w2, prior_rows):
+                    candidate = extrapolated
+        if np.max(np.abs(candidate - w)) < tol:
+            return candidate, steps
+        w = candidate
+    return w, steps
 
 
 def fit_weights(
