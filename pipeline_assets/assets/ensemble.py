@@ -323,7 +323,8 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             stale = (history["member"] == member) & (history["ts"] >= day_start)
             stale &= history["ts"] < day_start + timedelta(days=1)
             history = pd.concat([history[~stale], fresh.assign(member=member)], ignore_index=True)
-        past = history[history["ts"] < day_start]
+        # exactly the history a one-day run of this day reads (from day_start - lookback on)
+        past = history[(history["ts"] < day_start) & (history["ts"] >= day_start - lookback)]
         matured = labels[labels["matured_at"] < day_start]
         priors = class_priors(matured["direction"].to_numpy()) if len(matured) else np.full(3, 1 / 3)
         # realised performance, point-in-time: a member whose matured rows before the day lose to
