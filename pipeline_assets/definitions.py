@@ -53,6 +53,15 @@ from pipeline_assets.automation.sensors import labelled_rows_sensor, performance
 from pipeline_assets.checks.warehouse import WAREHOUSE_CHECKS, warehouse_tables
 from pipeline_assets.resources import MarketDataResource, WarehouseResource
 
+# A range run logs one materialisation (and one planned event) per day partition of each asset.
+# Dagster writes them one by one unless DAGSTER_EVENT_BATCH_SIZE is set; batched, a 365-day
+# feature asset spends 7.4 s instead of 11.6 s on SQLite instance storage and 6.2 s instead of
+# 11.4 s on dagster-postgres (3.6 s of it computing; measured 2026-11-25, README). Dagster reads
+# the variable at each event, so this default reaches every process that loads the code location
+# (run workers, in-process backfills); an explicit setting wins. Events of a batch are stored when
+# the step ends: a process killed mid-step loses that step's events, not its (idempotent) writes.
+EVENT_BATCH_SIZE = os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
+
 ASSETS = [
     raw_ohlcv,
     raw_sentiment,
