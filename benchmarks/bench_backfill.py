@@ -27,21 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT")  # not imported: partitions reads the env once
 EXTRA_SYMBOLS = ("XRPUSDT", "ADAUSDT", "DOGEUSDT", "AVAXUSDT", "DOTUSDT", "LINKUSDT", "LTCUSDT", "TRXUSDT")
-TABLES = (
-    "raw_ohlcv",
-    "raw_sentiment",
-    "ml_features_ohlcv",
-    "ml_features_sentiment",
-    "ml_labels",
-    "ml_predictions",
-    "trading_signals",
-    "dashboard_data",
-    "raw_orderbook",
-    "ml_features_mtf",
-    "ml_features_cross_asset",
-    "ml_patterns",
-    "ml_state_vector_rows",
-)
+# tables the plain-COPY floor does not copy: the migration and model registries, not data rows
+NOT_COPIED = ("schema_migrations", "ml_models_metadata", "model_artifact_ledger", "training_datasets")
 
 
 def _args() -> argparse.Namespace:
@@ -128,6 +115,7 @@ def _graph(url: str, symbols: list[str], first: date, last: date) -> dict:
 
 
 def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
+    import numpy as np
     import pandas as pd
 
     from pipeline_assets.contracts.headlines import validate_headlines
@@ -160,12 +148,27 @@ def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
     market = SyntheticMarket()
     features, labels, sentiment, all_bars = [], [], [], []
     day_keys = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    from pipeline_assets.features import aligned
+    from pipeline_assets.ml import pattern_member
+    from pipeline_assets.ml import return_regressor as rr
+    from pipeline_assets.sources.derivatives import SyntheticDerivatives
+
+    derivatives = SyntheticDerivatives(market)
+    hours = pd.date_range(start, end, freq="h", inclusive="left")
+    grids, detections = [], []
     for symbol in symbols:
         bars = timed("source bars", market.ohlcv, symbol, start, end)
         valid = timed("contract", validate_ohlcv, bars, symbol, start, end).valid
         all_bars.append(valid.assign(symbol=symbol))
         timed("order books", synthetic_snapshots, valid, symbol)
-        timed("patterns", detections_day_by_day, valid, day_keys)
+        detections.append(timed("patterns", detections_day_by_day, valid, day_keys).assign(symbol=symbol))
+        feeds = {
+            feed: timed("derivative feeds", getattr(derivatives, feed), symbol, start, end) for feed in aligned.FEEDS
+        }
+        liquidations = timed("derivative feeds", derivatives.liquidations, symbol, start, end)
+        grids.append(
+            timed("market_aligned", aligned.align, symbol, hours, valid, feeds, liquidations, np.ones(len(hours), bool))
+        )
         feats = timed("ohlcv features", compute_ohlcv_features, valid)
         features.append(feats.assign(symbol=symbol))
         lab, _ = timed("labels", compute_labels, valid, start, end)
@@ -176,6 +179,8 @@ def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
             timed("sentiment features", compute_sentiment_features, scored, start, end).assign(symbol=symbol)
         )
     every = pd.concat(all_bars, ignore_index=True)
+    timed("extended ohlcv family", FAMILIES["ohlcv_ext"].compute_days, every, day_keys, symbols)
+    timed("derivatives family", FAMILIES["derivatives"].compute_days, pd.concat(grids), day_keys, symbols)
     timed("mtf family", FAMILIES["mtf"].compute_days, every, day_keys, symbols)
     timed("cross-asset family", FAMILIES["cross_asset"].compute_days, every, day_keys, symbols)
     builder = StateVectorBuilder(StateVectorConfig(symbols=symbols, use_cache=False, log_build_time=False))
@@ -195,6 +200,10 @@ def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
     train = complete[complete["ts"] < cutoff]
     trained = timed("training", direction_xgb.train_direction_model, train, direction_xgb.XgbTrainingParams())
     timed("linear training", linear_model.train_linear_model, train)
+    found = pd.concat(detections, ignore_index=True)
+    timed("pattern member training", pattern_member.train_pattern_model, train, found)
+    targets = timed("return targets", rr.forward_log_returns, every[every["ts"] < cutoff])
+    timed("return model training", rr.train_return_model, train, targets)
     test = complete[complete["ts"] >= cutoff]
     proba = timed("prediction", direction_xgb.predict_proba, trained.model, test)
     timed("signals", signals_from_probabilities, proba[:, 0], proba[:, 2])
@@ -203,8 +212,18 @@ def _floor(url: str, symbols: list[str], first: date, last: date) -> dict:
     rows = 0
     copy_s = 0.0
     with connect(url) as conn:
-        for table in TABLES:
+        tables = [
+            t
+            for (t,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+                "AND table_type = 'BASE TABLE' ORDER BY table_name"
+            ).fetchall()
+            if t not in NOT_COPIED
+        ]
+        for table in tables:
             (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            if n == 0:
+                continue
             rows += n
             buffer = bytearray()
             with conn.cursor() as cur, cur.copy(f"COPY {table} TO STDOUT") as out:
