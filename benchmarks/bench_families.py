@@ -10,6 +10,7 @@ import os
 import time
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from pipeline_assets.assets.patterns import detections_day_by_day
@@ -47,7 +48,7 @@ def main() -> None:
             f: getattr(derivatives, f)(s, history - pd.Timedelta(hours=11), END)
             for f in ("funding", "open_interest", "long_short_ratio")
         }
-        grids.append(align(s, hours, own, feeds, derivatives.liquidations(s, history, END)))
+        grids.append(align(s, hours, own, feeds, derivatives.liquidations(s, history, END), np.ones(len(hours), bool)))
     grid = pd.concat(grids, ignore_index=True)
     print(f"machine: {os.cpu_count()} cores; {datetime.now(UTC).date().isoformat()}; 10 symbols x 365 days hourly\n")
     print("| family | seconds | rows |")
