@@ -130,3 +130,34 @@ def test_stored_indicator_columns_equal_the_feature_table(stored):
     columns = [spec.raw_columns.index(f"ETHUSDT.ind.{c}") for c in FEATURE_COLUMNS]
     by_ts = features.set_index("ts").loc[[pd.Timestamp(r[0]) for r in stored_rows], list(FEATURE_COLUMNS)]
     assert np.array_equal(rows[:, columns], by_ts.to_numpy())
+
+
+def test_order_book_arrays_are_stored_bit_for_bit_and_bad_levels_are_refused(warehouse_url):
+    from pipeline_assets.store.state_vectors import write_orderbook
+
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    awkward = [0.1 + 0.2, 1e-300, 123456.789012345678, 5e-324]
+    book = pd.DataFrame(
+        {
+            "symbol": ["BTCUSDT"],
+            "venue": ["test"],
+            "snapshot_at": [at],
+            "bid_prices": [np.array(awkward)],
+            "bid_sizes": [np.array([1.0, 2.0, 3.0, 4.0])],
+            "ask_prices": [np.array([7.0])],
+            "ask_sizes": [np.array([0.5])],
+        }
+    )
+    with connect(warehouse_url) as conn, conn.transaction():
+        assert write_orderbook(conn, book, at, at + timedelta(hours=1), source="test") == 1
+        (prices,) = conn.execute("SELECT bid_prices FROM raw_orderbook WHERE venue = 'test'").fetchone()
+        assert prices == awkward  # the exact float64 values, not rounded text
+        read = read_orderbook(conn, ["BTCUSDT"], at, at + timedelta(hours=1))["BTCUSDT"][0]
+        assert read["bids"][0] == (awkward[0], 1.0) and read["asks"] == [(7.0, 0.5)]
+    for bad, message in (
+        (book.assign(ask_sizes=[np.array([np.nan])]), "not finite"),
+        (book.assign(venue=["a\tb"]), "venue 'a\\\\tb' holds a tab"),
+    ):
+        with pytest.raises(ValueError, match=message), connect(warehouse_url) as conn, conn.transaction():
+            write_orderbook(conn, bad, at, at + timedelta(hours=1), source="test")
+    assert count(warehouse_url, "SELECT count(*) FROM raw_orderbook WHERE venue = 'test'") == 1  # kept, not replaced

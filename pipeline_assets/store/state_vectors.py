@@ -7,6 +7,8 @@ storage grows by 11 + 40 n floats an hour instead of 168 x 768."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -146,19 +148,7 @@ def write_orderbook(
         target = "raw_orderbook_incoming"
         conn.execute(f"CREATE TEMP TABLE {target} (LIKE raw_orderbook INCLUDING DEFAULTS) ON COMMIT DROP")
     with conn.cursor() as cur, cur.copy(f"COPY {target} ({', '.join(ORDERBOOK_COLUMNS)}) FROM STDIN") as copy:
-        for row in snapshots[list(ORDERBOOK_COLUMNS[:-1])].itertuples(index=False):
-            copy.write_row(
-                (
-                    row.symbol,
-                    row.venue,
-                    pd.Timestamp(row.snapshot_at).to_pydatetime(),
-                    list(map(float, row.bid_prices)),
-                    list(map(float, row.bid_sizes)),
-                    list(map(float, row.ask_prices)),
-                    list(map(float, row.ask_sizes)),
-                    source,
-                )
-            )
+        copy.write(_orderbook_copy_text(snapshots, source))
     if replace:
         return len(snapshots)
     inserted = conn.execute(
@@ -166,6 +156,41 @@ def write_orderbook(
     ).rowcount
     conn.execute(f"DROP TABLE {target}")
     return inserted
+
+
+_COPY_UNSAFE = re.compile(r"[\t\n\r\\]")
+
+
+def _float_array(values) -> str:
+    """A float8[] in COPY text format; repr() of a float is its shortest exact form, so the stored
+    values equal the input bit for bit. Non-finite values are refused here, not stored."""
+    floats = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in floats):
+        raise ValueError(f"order book level is not finite: {floats}")
+    return "{" + ",".join(map(repr, floats)) + "}"
+
+
+def _orderbook_copy_text(snapshots: pd.DataFrame, source: str) -> bytes:
+    """The snapshots as COPY text rows (one buffer instead of a dumper call per array element)."""
+    for column, values in (("symbol", snapshots["symbol"]), ("venue", snapshots["venue"]), ("source", [source])):
+        bad = [v for v in pd.unique(pd.Series(values, dtype=object)) if _COPY_UNSAFE.search(str(v))]
+        if bad:
+            raise ValueError(f"raw_orderbook {column} {bad[0]!r} holds a tab, newline or backslash")
+    times = pd.to_datetime(snapshots["snapshot_at"], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    lines = [
+        "\t".join((symbol, venue, at, _float_array(bp), _float_array(bs), _float_array(ap), _float_array(asz), source))
+        for symbol, venue, at, bp, bs, ap, asz in zip(
+            snapshots["symbol"],
+            snapshots["venue"],
+            times,
+            snapshots["bid_prices"],
+            snapshots["bid_sizes"],
+            snapshots["ask_prices"],
+            snapshots["ask_sizes"],
+            strict=True,
+        )
+    ]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def read_orderbook(
@@ -180,8 +205,8 @@ def read_orderbook(
     ):
         out[symbol].append(
             {
-                "bids": [[p, q] for p, q in zip(bp, bs, strict=True)],
-                "asks": [[p, q] for p, q in zip(ap, asz, strict=True)],
+                "bids": list(zip(bp, bs, strict=True)),
+                "asks": list(zip(ap, asz, strict=True)),
                 "timestamp": pd.Timestamp(at),
             }
         )
