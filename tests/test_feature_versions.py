@@ -307,3 +307,57 @@ def test_non_finite_ohlcv_input_is_refused_naming_symbol_column_and_time(bad, co
             compute_ohlcv_features(bars, extended=extended)  # symbol from the frame's symbol column
         with pytest.raises(FeatureInputError, match=rf"in column '{column}' at {at}.*'ETHUSDT'"):
             compute_ohlcv_features(bars.drop(columns=["symbol"]), extended=extended, symbol="ETHUSDT")
+
+
+def test_two_sentiment_versions_coexist_and_each_model_feature_set_reads_its_own(warehouse):
+    """The sentiment table keys rows by feature set too: a second sentiment version stored beside
+    the current one for the same hours is read only by the model feature set that names it."""
+    url = warehouse["url"]
+    start, end = _day(V2_DAY)
+    columns = list(FAMILIES["sentiment"].columns)
+    changed = columns[0]
+    sentiment_v2, model_v4 = "sentiment-v2-testversion02", "inputs-v4-testversion04"
+    with connect(url) as conn, conn.transaction():
+        current = read_frame(
+            conn,
+            f"SELECT symbol, ts, {', '.join(columns)} FROM ml_features_sentiment "
+            "WHERE ts >= %s AND ts < %s AND feature_set_id = %s",
+            (start, end, SENTIMENT_ID),
+        )
+        upsert_frame(
+            conn,
+            "ml_features_sentiment",
+            current.assign(**{changed: current[changed] + 1.0}, feature_set_id=sentiment_v2),
+            ["symbol", "ts", "feature_set_id"],
+        )
+        conn.execute(
+            "INSERT INTO feature_sets (feature_set_id, kind, name, families, columns, params) "
+            "VALUES (%s, 'family', 'sentiment', %s, %s, %s)",
+            (sentiment_v2, Jsonb({"sentiment": {"version": 2, "feature_set_id": sentiment_v2}}), columns, Jsonb({})),
+        )
+        conn.execute(
+            "INSERT INTO feature_sets (feature_set_id, kind, name, families, columns, params) "
+            "VALUES (%s, 'model', 'ohlcv+sentiment', %s, %s, %s)",
+            (
+                model_v4,
+                Jsonb(
+                    {
+                        "ohlcv": {"version": 1, "feature_set_id": FEATURE_SET_ID},
+                        "sentiment": {"version": 2, "feature_set_id": sentiment_v2},
+                    }
+                ),
+                [*FEATURE_COLUMNS, *columns],
+                Jsonb({}),
+            ),
+        )
+        per_key = conn.execute(
+            "SELECT count(*) FROM ml_features_sentiment WHERE ts >= %s AND ts < %s GROUP BY symbol, ts",
+            (start, end),
+        ).fetchall()
+        mine = read_model_inputs(conn, SYMBOLS, start, end, model_v4)
+        theirs = read_model_inputs(conn, SYMBOLS, start, end)
+    assert {n for (n,) in per_key} == {2} and len(per_key) == 24 * len(SYMBOLS)
+    assert set(mine["sentiment_feature_set_id"]) == {sentiment_v2}
+    assert set(theirs["sentiment_feature_set_id"]) == {SENTIMENT_ID}
+    np.testing.assert_array_equal(mine[changed].to_numpy(), theirs[changed].to_numpy() + 1.0)
+    np.testing.assert_array_equal(mine["rsi_14"].to_numpy(), theirs["rsi_14"].to_numpy())
