@@ -285,6 +285,12 @@ def test_a_corrupt_member_trips_its_breaker_and_the_day_still_gets_rows(trained)
         ens = _rows(url, ENSEMBLE_NAME, DAY)
         assert (ens["fallback_used"] == "class_priors").all() and len(ens) == 24 * len(SYMBOLS)
         assert ens[["prob_sell", "prob_hold", "prob_buy"]].nunique().max() == 1  # one prior for every row
+        with connect(url) as conn:  # registered as the baseline model kind, not as ensemble weights
+            kinds = conn.execute(
+                "SELECT DISTINCT model_name, format FROM ml_models_metadata WHERE model_id = ANY(%s)",
+                (ens["model_id"].astype(int).unique().tolist(),),
+            ).fetchall()
+        assert kinds == [("baseline_class_priors", "class-priors-json-v1")]
     finally:
         with connect(url) as conn, conn.transaction():
             conn.execute("DELETE FROM member_breakers")

@@ -90,6 +90,9 @@ from pipeline_assets.store.frames import read_frame, upsert_frame
 from pipeline_assets.store.warehouse import read_active_detections, read_leaking_predictions, read_model_inputs
 
 ENSEMBLE_NAME = ensemble.ENSEMBLE_NAME
+# the class-priors fallback is registered as a model of its own kind (a baseline), not as an
+# ensemble weights set, so the UI and the registry say which rows came from no model at all
+BASELINE_PRIORS_NAME = "baseline_class_priors"
 MEMBERS = (direction_xgb.MODEL_NAME, linear_model.MODEL_NAME, pattern_member.MODEL_NAME)
 MEMBER_ASSETS = {
     linear_model.MODEL_NAME: "direction_model_linear",
@@ -485,13 +488,15 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
 
 
 def _register_weights(conn, payload: dict, weights, day_start, matured: pd.DataFrame) -> int:
-    """The weights set (or class-priors fallback) of a day as a model version; the same content
-    is registered once (found again by its SHA-256)."""
+    """The weights set of a day as a version of the ensemble, or the class-priors fallback as a
+    version of the baseline model kind BASELINE_PRIORS_NAME; the same content is registered once
+    (found again by its SHA-256)."""
+    model_name = ENSEMBLE_NAME if weights is not None else BASELINE_PRIORS_NAME
     artifact = json.dumps(payload, sort_keys=True).encode()
     digest = registry.sha256_hex(artifact)
     found = conn.execute(
         "SELECT model_id FROM ml_models_metadata WHERE model_name = %s AND artifact_sha256 = %s",
-        (ENSEMBLE_NAME, digest),
+        (model_name, digest),
     ).fetchone()
     if found:
         return int(found[0])
@@ -502,7 +507,7 @@ def _register_weights(conn, payload: dict, weights, day_start, matured: pd.DataF
     )
     record = registry.register_model(
         conn,
-        model_name=ENSEMBLE_NAME,
+        model_name=model_name,
         artifact=artifact,
         format="ensemble-weights-json-v1" if weights is not None else "class-priors-json-v1",
         feature_set_id=MODEL_FEATURE_SET_ID,
