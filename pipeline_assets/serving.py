@@ -69,6 +69,50 @@ class Prediction:
     members: tuple[tuple[str, int], ...]
 
 
+def _feature_matrix(columns: tuple[str, ...], features: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """An (n, len(columns)) float64 matrix from a frame with those columns or a 2-D array."""
+    if isinstance(features, pd.DataFrame):
+        missing = [c for c in columns if c not in features.columns]
+        if missing:
+            raise PredictorError(f"feature frame lacks column(s) {missing}")
+        return features[list(columns)].to_numpy(dtype=np.float64)
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(columns):
+        raise PredictorError(f"expected an (n, {len(columns)}) array, got shape {x.shape}")
+    return x
+
+
+def _fill_row(x: np.ndarray, columns: tuple[str, ...], index: dict[str, int], row: Mapping[str, float] | np.ndarray):
+    """One feature row (a mapping of names, or a 1-D array in ``columns`` order) into ``x[0]``."""
+    if isinstance(row, Mapping):
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise PredictorError(f"feature row lacks {missing}")
+        for name, i in index.items():
+            x[0, i] = row[name]
+    else:
+        values = np.asarray(row, dtype=np.float64)
+        if values.shape != (len(columns),):
+            raise PredictorError(f"expected {len(columns)} features, got shape {values.shape}")
+        x[0] = values
+
+
+def _check_finite(columns: tuple[str, ...], x: np.ndarray) -> None:
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise PredictorError(f"feature {columns[bad[1]]!r} of row {bad[0]} is not finite")
+
+
+def _prediction(proba: np.ndarray, members: tuple[tuple[str, int], ...]) -> Prediction:
+    best = int(proba.argmax())
+    return Prediction(
+        probabilities={c: float(p) for c, p in zip(CLASSES, proba, strict=True)},
+        direction=CLASSES[best],
+        confidence=float(proba[best]),
+        members=members,
+    )
+
+
 class Predictor:
     def __init__(self, booster: xgb.Booster, member: Member, feature_columns: tuple[str, ...], iteration_range=(0, 0)):
         self._booster = booster
@@ -150,43 +194,14 @@ class Predictor:
     def predict_batch(self, features: pd.DataFrame | np.ndarray, symbols=None, ts=None) -> np.ndarray:
         """(n, 3) float64 probabilities (SELL, HOLD, BUY), rows summing to 1 (``symbols`` and
         ``ts`` are accepted for the ensemble's interface; this member does not use them)."""
-        if isinstance(features, pd.DataFrame):
-            missing = [c for c in self.feature_columns if c not in features.columns]
-            if missing:
-                raise PredictorError(f"feature frame lacks column(s) {missing}")
-            x = features[list(self.feature_columns)].to_numpy(dtype=np.float64)
-        else:
-            x = np.asarray(features, dtype=np.float64)
-            if x.ndim != 2 or x.shape[1] != len(self.feature_columns):
-                raise PredictorError(f"expected an (n, {len(self.feature_columns)}) array, got shape {x.shape}")
-        return self._proba(x)
+        return self._proba(_feature_matrix(self.feature_columns, features))
 
     def predict(self, row: Mapping[str, float] | np.ndarray) -> Prediction:
-        x = self._row
-        if isinstance(row, Mapping):
-            missing = [c for c in self.feature_columns if c not in row]
-            if missing:
-                raise PredictorError(f"feature row lacks {missing}")
-            for name, i in self._index.items():
-                x[0, i] = row[name]
-        else:
-            values = np.asarray(row, dtype=np.float64)
-            if values.shape != (len(self.feature_columns),):
-                raise PredictorError(f"expected {len(self.feature_columns)} features, got shape {values.shape}")
-            x[0] = values
-        proba = self._proba(x)[0]
-        best = int(proba.argmax())
-        return Prediction(
-            probabilities={c: float(p) for c, p in zip(CLASSES, proba, strict=True)},
-            direction=CLASSES[best],
-            confidence=float(proba[best]),
-            members=self._members,
-        )
+        _fill_row(self._row, self.feature_columns, self._index, row)
+        return _prediction(self._proba(self._row)[0], self._members)
 
     def _proba(self, x: np.ndarray) -> np.ndarray:
-        if not np.isfinite(x).all():
-            bad = np.argwhere(~np.isfinite(x))[0]
-            raise PredictorError(f"feature {self.feature_columns[bad[1]]!r} of row {bad[0]} is not finite")
+        _check_finite(self.feature_columns, x)
         # the same call XGBClassifier.predict_proba makes, then ml_predictions' float64 renormalisation
         proba = self._booster.inplace_predict(x, iteration_range=self._iterations).astype(np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
@@ -292,6 +307,8 @@ class EnsemblePredictor:
         self._row = np.empty((1, len(self.feature_columns)), dtype=np.float64)
         self._used = tuple((m.member.name, m.member.model_id) for m in self.members)
         self.load_ms = sum(m.member.load_ms for m in self.members)
+        self._by_name = sorted(zip(self.members, self.weights.tolist(), strict=True), key=lambda p: p[0].member.name)
+        self._weight_sum = self.weights.sum()
 
     @classmethod
     def from_warehouse(cls, database_url: str, day: str | None = None) -> EnsemblePredictor:
@@ -356,58 +373,29 @@ class EnsemblePredictor:
                 raise PredictorError(f"ensemble member {name} has no in-process predictor")
         return cls(members, tuple(payload["weights"]), None, day, weights_id)
 
-    def _matrix(self, features) -> tuple[np.ndarray, object, object]:
-        if isinstance(features, pd.DataFrame):
-            missing = [c for c in self.feature_columns if c not in features.columns]
-            if missing:
-                raise PredictorError(f"feature frame lacks column(s) {missing}")
-            symbols = features["symbol"].to_numpy(dtype=object) if "symbol" in features.columns else None
-            ts = features["ts"].to_numpy(dtype="datetime64[us]") if "ts" in features.columns else None
-            return features[list(self.feature_columns)].to_numpy(dtype=np.float64), symbols, ts
-        x = np.asarray(features, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != len(self.feature_columns):
-            raise PredictorError(f"expected an (n, {len(self.feature_columns)}) array, got shape {x.shape}")
-        return x, None, None
-
     def predict_batch(self, features: pd.DataFrame | np.ndarray, symbols=None, ts=None) -> np.ndarray:
         """(n, 3) float64 probabilities (SELL, HOLD, BUY). ``symbols`` and ``ts`` (or a frame's
         symbol and ts columns) are needed by members that scale per symbol or read patterns."""
-        x, frame_symbols, frame_ts = self._matrix(features)
-        return self._proba(x, symbols if symbols is not None else frame_symbols, ts if ts is not None else frame_ts)
+        if isinstance(features, pd.DataFrame):
+            if symbols is None and "symbol" in features.columns:
+                symbols = features["symbol"].to_numpy(dtype=object)
+            if ts is None and "ts" in features.columns:
+                ts = features["ts"].to_numpy(dtype="datetime64[us]")
+        return self._proba(_feature_matrix(self.feature_columns, features), symbols, ts)
 
     def predict(self, row: Mapping[str, float] | np.ndarray, symbol: str | None = None, ts=None) -> Prediction:
-        x = self._row
-        if isinstance(row, Mapping):
-            missing = [c for c in self.feature_columns if c not in row]
-            if missing:
-                raise PredictorError(f"feature row lacks {missing}")
-            for name, i in self._index.items():
-                x[0, i] = row[name]
-        else:
-            values = np.asarray(row, dtype=np.float64)
-            if values.shape != (len(self.feature_columns),):
-                raise PredictorError(f"expected {len(self.feature_columns)} features, got shape {values.shape}")
-            x[0] = values
+        _fill_row(self._row, self.feature_columns, self._index, row)
         when = None if ts is None else np.datetime64(pd.Timestamp(ts).tz_convert("UTC").tz_localize(None), "us")
-        proba = self._proba(x, symbol, when)[0]
-        best = int(proba.argmax())
-        return Prediction(
-            probabilities={c: float(p) for c, p in zip(CLASSES, proba, strict=True)},
-            direction=CLASSES[best],
-            confidence=float(proba[best]),
-            members=self._used,
-        )
+        return _prediction(self._proba(self._row, symbol, when)[0], self._used)
 
     def _proba(self, x: np.ndarray, symbols, ts) -> np.ndarray:
-        if not np.isfinite(x).all():
-            bad = np.argwhere(~np.isfinite(x))[0]
-            raise PredictorError(f"feature {self.feature_columns[bad[1]]!r} of row {bad[0]} is not finite")
+        _check_finite(self.feature_columns, x)
         if not self.members:  # the day fell back to the class priors
             return np.tile(self.priors, (len(x), 1))
         # ml/ensemble.combine: members' probabilities times their weights, summed in member-name
         # order, divided by the summed weights, renormalised
         total = np.zeros((len(x), 3))
-        for member, weight in sorted(zip(self.members, self.weights, strict=True), key=lambda p: p[0].member.name):
+        for member, weight in self._by_name:
             total += member.predict_batch(x, symbols, ts) * weight
-        proba = total / self.weights.sum()
+        proba = total / self._weight_sum
         return proba / proba.sum(axis=1, keepdims=True)
