@@ -69,9 +69,8 @@ from pipeline_assets.assets.inference import (
 )
 from pipeline_assets.assets.models import (
     TrainingConfig,
-    decide_promotion,
     load_training_dataset,
-    record_timings,
+    register_trained_member,
     timing_metadata,
     training_dataset,
 )
@@ -136,14 +135,15 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
     except (artifacts.ArtifactError, DatasetError, TrainingError) as exc:
         raise Failure(f"direction_model_linear: {exc} (dataset {dataset.dataset_id})", allow_retries=False) from exc
     with warehouse.transaction() as conn:
-        candidate = registry.register_model(
+        candidate, decision, timings = register_trained_member(
+            context,
             conn,
+            trained,
             model_name=linear_model.MODEL_NAME,
-            artifact=trained.artifact,
-            format=linear_model.ARTIFACT_FORMAT,
+            artifact_format=linear_model.ARTIFACT_FORMAT,
             feature_set_id=MODEL_FEATURE_SET_ID,
             label_set_id=LABEL_SET_ID,
-            model_version_hash=params.version_hash(),
+            version_hash=params.version_hash(),
             params={
                 "feature_columns": list(params.feature_columns),
                 "symbols": list(SYMBOLS),
@@ -151,21 +151,13 @@ def direction_model_linear(context: AssetExecutionContext, config: TrainingConfi
                 "training_dataset_sha256": dataset.sha256,
                 "C": trained.model.c,
             },
-            metrics=trained.metrics,
-            train_start=trained.train_start,
-            train_end=trained.train_end,
-            labels_matured_until=trained.labels_matured_until,
+            predict_validated=lambda rows: linear_model.predict_proba(trained.validated_model, rows),
+            predict_with_artifact=lambda artifact, rows: linear_model.predict_proba(
+                linear_model.deserialize(artifact), rows
+            ),
+            deserialize=linear_model.deserialize,
+            training_seconds=training_seconds,
         )
-        candidate, decision = decide_promotion(
-            context,
-            conn,
-            candidate,
-            trained.test,
-            # the held-out comparison scores the validated model: the registered refit saw the test rows
-            lambda rows: linear_model.predict_proba(trained.validated_model, rows),
-            lambda artifact, rows: linear_model.predict_proba(linear_model.deserialize(artifact), rows),
-        )
-        timings = record_timings(conn, candidate.model_id, training_seconds, linear_model.deserialize)
     report = trained.metrics["test_vs_baselines"]
     return MaterializeResult(
         metadata={

@@ -205,6 +205,48 @@ def record_timings(conn, model_id: int, training_seconds: float, deserialize) ->
     return timings
 
 
+def register_trained_member(
+    context,
+    conn,
+    trained,
+    *,
+    model_name: str,
+    artifact_format: str,
+    feature_set_id: str,
+    label_set_id: str,
+    version_hash: str,
+    params: dict,
+    predict_validated,
+    predict_with_artifact,
+    deserialize,
+    training_seconds: float,
+    compare=None,
+):
+    """What every retrained member does with its training result: register the (refitted) model
+    with its metrics and window, decide champion/challenger by scoring the *validated* model on
+    held-out rows (``predict_validated``; the registered refit saw those rows), and record training
+    and load time. ``trained`` carries artifact, metrics, train_start, train_end,
+    labels_matured_until and test. Returns (candidate, decision, timings)."""
+    candidate = registry.register_model(
+        conn,
+        model_name=model_name,
+        artifact=trained.artifact,
+        format=artifact_format,
+        feature_set_id=feature_set_id,
+        label_set_id=label_set_id,
+        model_version_hash=version_hash,
+        params=params,
+        metrics=trained.metrics,
+        train_start=trained.train_start,
+        train_end=trained.train_end,
+        labels_matured_until=trained.labels_matured_until,
+    )
+    candidate, decision = decide_promotion(
+        context, conn, candidate, trained.test, predict_validated, predict_with_artifact, compare=compare
+    )
+    return candidate, decision, record_timings(conn, candidate.model_id, training_seconds, deserialize)
+
+
 def timing_metadata(timings: dict) -> dict:
     return {
         "training_seconds": MetadataValue.float(timings["training_seconds"]),
@@ -313,14 +355,15 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
     train_start, train_end = dataset.meta["window_start"], dataset.meta["window_end"]
 
     with warehouse.transaction() as conn:
-        candidate = registry.register_model(
+        candidate, decision, timings = register_trained_member(
+            context,
             conn,
+            trained,
             model_name=direction_xgb.MODEL_NAME,
-            artifact=trained.artifact,
-            format=direction_xgb.ARTIFACT_FORMAT,
+            artifact_format=direction_xgb.ARTIFACT_FORMAT,
             feature_set_id=MODEL_FEATURE_SET_ID,
             label_set_id=LABEL_SET_ID,
-            model_version_hash=params.version_hash(),
+            version_hash=params.version_hash(),
             params={
                 **asdict(params),
                 "feature_columns": list(MODEL_FEATURE_COLUMNS),
@@ -330,21 +373,13 @@ def direction_model_xgboost(context: AssetExecutionContext, config: TrainingConf
                 "training_dataset_sha256": dataset.sha256,
                 "training_window": [train_start, train_end],
             },
-            metrics=trained.metrics,
-            train_start=trained.train_start,
-            train_end=trained.train_end,
-            labels_matured_until=trained.labels_matured_until,
+            predict_validated=lambda rows: direction_xgb.predict_proba(trained.validated_model, rows),
+            predict_with_artifact=lambda artifact, rows: direction_xgb.predict_proba(
+                direction_xgb.deserialize(artifact), rows
+            ),
+            deserialize=direction_xgb.deserialize,
+            training_seconds=training_seconds,
         )
-        candidate, decision = decide_promotion(
-            context,
-            conn,
-            candidate,
-            trained.test,
-            # the held-out comparison scores the validated model: the registered refit saw the test rows
-            lambda rows: direction_xgb.predict_proba(trained.validated_model, rows),
-            lambda artifact, rows: direction_xgb.predict_proba(direction_xgb.deserialize(artifact), rows),
-        )
-        timings = record_timings(conn, candidate.model_id, training_seconds, direction_xgb.deserialize)
 
     test = trained.metrics["test"]
     report = trained.metrics["test_vs_baselines"]

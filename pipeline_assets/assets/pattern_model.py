@@ -16,9 +16,8 @@ from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataV
 from pipeline_assets.assets._common import ML_OWNERS, TRANSIENT_RETRY, WAREHOUSE_POOL, transient_only
 from pipeline_assets.assets.models import (
     TrainingConfig,
-    decide_promotion,
     load_training_dataset,
-    record_timings,
+    register_trained_member,
     timing_metadata,
     training_dataset,
 )
@@ -30,7 +29,6 @@ from pipeline_assets.ml.labels import LABEL_SET_ID
 from pipeline_assets.partitions import SYMBOLS
 from pipeline_assets.resources import WarehouseResource
 from pipeline_assets.store import artifacts
-from pipeline_assets.store import models as registry
 from pipeline_assets.store.warehouse import read_active_detections
 
 
@@ -71,14 +69,15 @@ def direction_model_patterns(context: AssetExecutionContext, config: TrainingCon
     except TrainingError as exc:
         raise Failure(f"direction_model_patterns: {exc} (dataset {dataset.dataset_id})", allow_retries=False) from exc
     with warehouse.transaction() as conn:
-        candidate = registry.register_model(
+        candidate, decision, timings = register_trained_member(
+            context,
             conn,
+            trained,
             model_name=pattern_member.MODEL_NAME,
-            artifact=trained.artifact,
-            format=pattern_member.ARTIFACT_FORMAT,
+            artifact_format=pattern_member.ARTIFACT_FORMAT,
             feature_set_id=PATTERN_SET_ID,
             label_set_id=LABEL_SET_ID,
-            model_version_hash=params.version_hash(),
+            version_hash=params.version_hash(),
             params={
                 "symbols": list(SYMBOLS),
                 "training_dataset_id": dataset.dataset_id,
@@ -87,21 +86,13 @@ def direction_model_patterns(context: AssetExecutionContext, config: TrainingCon
                 "prior_rows": trained.model.prior_rows,
                 "detections": len(found),
             },
-            metrics=trained.metrics,
-            train_start=trained.train_start,
-            train_end=trained.train_end,
-            labels_matured_until=trained.labels_matured_until,
+            predict_validated=lambda rows: pattern_member.predict_proba(trained.validated_model, rows, found),
+            predict_with_artifact=lambda artifact, rows: pattern_member.predict_proba(
+                pattern_member.deserialize(artifact), rows, found
+            ),
+            deserialize=pattern_member.deserialize,
+            training_seconds=training_seconds,
         )
-        candidate, decision = decide_promotion(
-            context,
-            conn,
-            candidate,
-            trained.test,
-            # the held-out comparison scores the validated model: the registered refit saw the test rows
-            lambda rows: pattern_member.predict_proba(trained.validated_model, rows, found),
-            lambda artifact, rows: pattern_member.predict_proba(pattern_member.deserialize(artifact), rows, found),
-        )
-        timings = record_timings(conn, candidate.model_id, training_seconds, pattern_member.deserialize)
     report = trained.metrics["test_vs_baselines"]
     table = pd.DataFrame(trained.model.table, columns=["P(SELL)", "P(HOLD)", "P(BUY)"], index=pattern_member.STATES)
     table["train share"] = [trained.metrics["train"]["state_share"][s] for s in pattern_member.STATES]

@@ -47,9 +47,8 @@ from pipeline_assets.assets.features import ml_features_ohlcv, ml_features_senti
 from pipeline_assets.assets.inference import LeakageError
 from pipeline_assets.assets.models import (
     TrainingConfig,
-    decide_promotion,
     load_training_dataset,
-    record_timings,
+    register_trained_member,
     timing_metadata,
     training_dataset,
 )
@@ -172,14 +171,15 @@ def return_model_ridge(context: AssetExecutionContext, config: TrainingConfig, w
         raise Failure(f"{MODEL_ASSET}: {exc} (dataset {dataset.dataset_id})", allow_retries=False) from exc
     variance = {int(h): m["train_return_variance"] for h, m in trained.metrics["horizons"].items()}
     with warehouse.transaction() as conn:
-        candidate = registry.register_model(
+        candidate, decision, timings = register_trained_member(
+            context,
             conn,
+            trained,
             model_name=rr.MODEL_NAME,
-            artifact=trained.artifact,
-            format=rr.ARTIFACT_FORMAT,
+            artifact_format=rr.ARTIFACT_FORMAT,
             feature_set_id=MODEL_FEATURE_SET_ID,
             label_set_id=rr.TARGET_SET_ID,
-            model_version_hash=params.version_hash(),
+            version_hash=params.version_hash(),
             params={
                 "feature_columns": list(params.feature_columns),
                 "horizons": list(params.horizons),
@@ -188,22 +188,12 @@ def return_model_ridge(context: AssetExecutionContext, config: TrainingConfig, w
                 "training_dataset_sha256": dataset.sha256,
                 "alpha": {str(h): part.alpha for h, part in trained.model.horizons.items()},
             },
-            metrics=trained.metrics,
-            train_start=trained.train_start,
-            train_end=trained.train_end,
-            labels_matured_until=trained.labels_matured_until,
-        )
-        candidate, decision = decide_promotion(
-            context,
-            conn,
-            candidate,
-            trained.test,
-            # the held-out comparison scores the validated model: the registered refit saw the test rows
-            lambda rows: rr.predict_rows(trained.validated_model, rows),
-            lambda artifact, rows: rr.predict_rows(rr.deserialize(artifact), rows, strict=False),
+            predict_validated=lambda rows: rr.predict_rows(trained.validated_model, rows),
+            predict_with_artifact=lambda artifact, rows: rr.predict_rows(rr.deserialize(artifact), rows, strict=False),
+            deserialize=rr.deserialize,
+            training_seconds=training_seconds,
             compare=lambda rows, new, old, level: rr.compare_for_promotion(rows, new, old, level, variance),
         )
-        timings = record_timings(conn, candidate.model_id, training_seconds, rr.deserialize)
     table = return_baseline_table(trained.metrics)
     per_horizon = {
         h: {
