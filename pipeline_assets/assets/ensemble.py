@@ -99,13 +99,25 @@ MEMBER_ASSETS = {
 }
 # members this asset runs in process from their artifacts (XGBoost's rows come from ml_predictions)
 IN_PROCESS = {
-    linear_model.MODEL_NAME: lambda artifact, keys, detections: linear_model.predict_proba(
-        linear_model.deserialize(artifact), keys
+    linear_model.MODEL_NAME: (
+        linear_model.deserialize,
+        lambda model, keys, detections: linear_model.predict_proba(model, keys),
     ),
-    pattern_member.MODEL_NAME: lambda artifact, keys, detections: pattern_member.predict_proba(
-        pattern_member.deserialize(artifact), keys, detections
-    ),
+    pattern_member.MODEL_NAME: (pattern_member.deserialize, pattern_member.predict_proba),
 }
+
+
+@functools.lru_cache(maxsize=32)
+def _model(member: str, artifact: bytes):
+    """A member's model from its verified artifact bytes, deserialised once however many days of a
+    range run (and challengers' shadow days) it serves."""
+    return IN_PROCESS[member][0](artifact)
+
+
+def _member_proba(member: str, artifact: bytes, keys: pd.DataFrame, detections: pd.DataFrame) -> np.ndarray:
+    return IN_PROCESS[member][1](_model(member, artifact), keys, detections)
+
+
 BREAKERS_CHECK = "no_open_breakers"
 LEAKAGE_CHECK = "model_trained_before_prediction_time"
 BREAKER_CONFIG = breakers.BreakerConfig()
@@ -287,7 +299,7 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             record = records[member][day]
             if record.model_id in integrity_problems:
                 raise breakers.MemberIntegrityError(integrity_problems[record.model_id])
-            proba = IN_PROCESS[member](artifacts_by_id[record.model_id], keys, detections)
+            proba = _member_proba(member, artifacts_by_id[record.model_id], keys, detections)
             return _member_frame(member, proba, keys)
 
         def xgb_call(day=day, keys=keys, day_start=day_start, history=history):
@@ -357,7 +369,7 @@ def ml_ensemble_predictions(context: AssetExecutionContext, warehouse: Warehouse
             complete,
             by_day,
             member_artifacts,
-            lambda artifact, rows, member=member: IN_PROCESS[member](artifact, rows, detections),
+            lambda artifact, rows, member=member: _member_proba(member, artifact, rows, detections),
         )
         if len(part):
             shadow_parts.append(part)
