@@ -156,14 +156,17 @@ def derivative_asset(feed: str):
                     "hours_missing": MetadataValue.json(missing),
                 },
             ),
-            check_results=[
-                AssetCheckResult(
-                    check_name=CONTRACT_CHECK, passed=not broken, metadata={"violations": MetadataValue.json(broken)}
-                )
-            ],
+            check_results=[_contract_result(broken)],
         )
 
     return _asset
+
+
+def _contract_result(broken: dict) -> AssetCheckResult:
+    """The blocking contract check of a derivatives feed: violations counted per rule."""
+    return AssetCheckResult(
+        check_name=CONTRACT_CHECK, passed=not broken, metadata={"violations": MetadataValue.json(broken)}
+    )
 
 
 def _collected_liquidations(context, warehouse, window, end, venue: str) -> MaterializeResult:
@@ -220,11 +223,7 @@ def _collected_liquidations(context, warehouse, window, end, venue: str) -> Mate
                 "note": MetadataValue.text(note),
             },
         ),
-        check_results=[
-            AssetCheckResult(
-                check_name=CONTRACT_CHECK, passed=not broken, metadata={"violations": MetadataValue.json(broken)}
-            )
-        ],
+        check_results=[_contract_result(broken)],
     )
 
 
